@@ -1,0 +1,214 @@
+"""Version semantics shared by every ModelStore, written once over a handful of blob primitives."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from modelapp_operator.bundle import MANIFEST_FILE, ChecksumMismatch, Manifest, ManifestError, verify_files
+from modelapp_operator.store.errors import ManifestInvalid, VersionExists, VersionNotFound
+from modelapp_operator.store.model import (
+    BlobInfo,
+    ContainerSnapshot,
+    ModelStore,
+    VersionRef,
+    normalize_prefix,
+    version_path,
+)
+
+
+class BlobMissing(Exception):
+    """Primitive-level: the named blob does not exist."""
+
+
+class BlobExists(Exception):
+    """Primitive-level: a create-only write found the blob already there."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class BlobModelStore(abc.ABC):
+    """A ModelStore over a flat blob namespace; subclasses implement the underscore primitives."""
+
+    def __init__(self, container: str, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        self._container = container
+        self._clock = clock
+        self.calls = 0
+
+    @property
+    def container(self) -> str:
+        return self._container
+
+    # --- primitives --------------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _list(self, prefix: str) -> list[BlobInfo]: ...
+
+    @abc.abstractmethod
+    async def _properties(self, name: str) -> BlobInfo | None: ...
+
+    @abc.abstractmethod
+    async def _get(self, name: str, if_none_match: str | None) -> tuple[bytes, str] | None:
+        """Content and etag, or None when ``if_none_match`` is the current etag. Raises BlobMissing."""
+
+    @abc.abstractmethod
+    def _stream(self, name: str) -> AsyncIterator[bytes]:
+        """Content in chunks. Raises BlobMissing."""
+
+    @abc.abstractmethod
+    async def _put_file(self, name: str, path: Path) -> None: ...
+
+    @abc.abstractmethod
+    async def _put_bytes(self, name: str, data: bytes, *, overwrite: bool, content_type: str) -> BlobInfo:
+        """Write a small blob. Raises BlobExists if it exists and not ``overwrite``."""
+
+    @abc.abstractmethod
+    async def _delete(self, name: str) -> None:
+        """Delete if present."""
+
+    @abc.abstractmethod
+    def location(self, prefix: str, version: str) -> str: ...
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # --- ModelStore ----------------------------------------------------------------------------------------
+
+    async def snapshot(self) -> ContainerSnapshot:
+        before = self.calls
+        blobs = await self._list("")
+        return ContainerSnapshot(self._container, tuple(blobs), self._clock(), calls=self.calls - before)
+
+    async def list_versions(self, prefix: str) -> list[VersionRef]:
+        folder = normalize_prefix(prefix)
+        blobs = await self._list(folder)
+        return ContainerSnapshot(self._container, tuple(blobs), self._clock()).versions(folder)
+
+    async def version_exists(self, prefix: str, version: str) -> bool:
+        return await self._properties(version_path(prefix, version) + MANIFEST_FILE) is not None
+
+    async def read_manifest(self, prefix: str, version: str, etag: str | None = None) -> Manifest | None:
+        name = version_path(prefix, version) + MANIFEST_FILE
+        try:
+            got = await self._get(name, etag)
+        except BlobMissing:
+            raise VersionNotFound(
+                f"version {version!r} not found in {self._container}/{normalize_prefix(prefix)} "
+                "(no manifest: missing or still uploading)"
+            ) from None
+        if got is None:
+            return None
+        try:
+            manifest = Manifest.parse(got[0])
+        except ManifestError as exc:
+            raise ManifestInvalid(f"{self._container}/{name}: {exc}") from None
+        if manifest.version != version:
+            raise ManifestInvalid(
+                f"{self._container}/{name}: manifest says version {manifest.version!r}, folder is {version!r}"
+            )
+        return manifest
+
+    async def download_version(self, prefix: str, version: str, out_dir: Path) -> Manifest:
+        manifest = await self.read_manifest(prefix, version)
+        assert manifest is not None  # no etag given, so never "not modified"
+        base = version_path(prefix, version)
+        await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
+        for path, entry in sorted(manifest.files.items()):
+            dest = out_dir / path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            digest = hashlib.sha256()
+            size = 0
+            try:
+                with dest.open("wb") as fh:
+                    async for chunk in self._stream(base + path):
+                        digest.update(chunk)
+                        size += len(chunk)
+                        fh.write(chunk)
+            except BlobMissing:
+                dest.unlink(missing_ok=True)
+                raise ChecksumMismatch(path, entry.sha256, "missing") from None
+            actual = digest.hexdigest()
+            if actual != entry.sha256 or size != entry.size:
+                # A file that failed verification must never be mistaken for a good one later.
+                dest.unlink(missing_ok=True)
+                raise ChecksumMismatch(path, entry.sha256, actual)
+        (out_dir / MANIFEST_FILE).write_bytes(manifest.to_json())
+        return manifest
+
+    async def upload_version(
+        self, prefix: str, bundle_dir: Path, manifest: Manifest, *, overwrite: bool = False
+    ) -> VersionRef:
+        base = version_path(prefix, manifest.version)
+        manifest_name = base + MANIFEST_FILE
+        # Catch a file edited after the manifest was computed before anything is written.
+        await asyncio.to_thread(verify_files, bundle_dir, manifest)
+        if not overwrite:
+            if await self._properties(manifest_name) is not None:
+                raise VersionExists(self._exists_message(prefix, manifest.version))
+        else:
+            # Hide the version while its files change, then drop files the new bundle no longer has.
+            await self._delete(manifest_name)
+            for blob in await self._list(base):
+                if blob.name[len(base) :] not in manifest.files:
+                    await self._delete(blob.name)
+        for path in sorted(manifest.files):
+            await self._put_file(base + path, bundle_dir / path)
+        try:
+            info = await self._put_bytes(
+                manifest_name, manifest.to_json(), overwrite=overwrite, content_type="application/json"
+            )
+        except BlobExists:
+            raise VersionExists(self._exists_message(prefix, manifest.version)) from None
+        return VersionRef(manifest.version, info.etag, info.last_modified)
+
+    def _exists_message(self, prefix: str, version: str) -> str:
+        return f"version {version!r} already exists in {self._container}/{normalize_prefix(prefix)}"
+
+
+async def download_verified(store: ModelStore, prefix: str, version: str, dest: Path) -> Manifest:
+    """Download into a temporary sibling of ``dest`` and move files into ``dest`` only once all verified.
+
+    On any failure nothing of the version is left in ``dest``.
+    """
+    staging = await asyncio.to_thread(_make_staging, dest)
+    try:
+        manifest = await store.download_version(prefix, version, staging)
+        # Re-read from disk: what gets moved is exactly what was verified.
+        await asyncio.to_thread(verify_files, staging, manifest)
+        await asyncio.to_thread(_move_into, staging, dest, [*sorted(manifest.files), MANIFEST_FILE])
+        return manifest
+    finally:
+        await asyncio.to_thread(shutil.rmtree, staging, True)
+
+
+def _make_staging(dest: Path) -> Path:
+    dest = dest.absolute()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.fetch-", dir=dest.parent))
+
+
+def _move_into(staging: Path, dest: Path, paths: list[str]) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        target = dest / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / path, target)

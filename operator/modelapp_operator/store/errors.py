@@ -1,0 +1,50 @@
+"""Model store exception types; messages never carry credentials."""
+
+from __future__ import annotations
+
+from modelapp_operator.bundle import ChecksumMismatch, ManifestError
+
+
+class StoreError(Exception):
+    """Base class of model store failures."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached or kept failing (connection refused, DNS, timeouts, 5xx)."""
+
+
+class StoreAuthError(StoreError):
+    """The store rejected the credentials (401/403) or no credential could be obtained."""
+
+
+class StoreConfigError(StoreError):
+    """The store location or credentials are malformed (needs a human, retrying will not help)."""
+
+
+class ContainerNotFound(StoreError):
+    """The configured container does not exist."""
+
+
+class VersionNotFound(StoreError):
+    """No complete version (one whose manifest exists) by that name."""
+
+
+class VersionExists(StoreError):
+    """Publishing would overwrite a complete version and overwriting was not asked for."""
+
+
+class ManifestInvalid(StoreError, ManifestError):
+    """A stored manifest that cannot be parsed or violates the schema."""
+
+
+__all__ = [
+    "ChecksumMismatch",
+    "ContainerNotFound",
+    "ManifestInvalid",
+    "StoreAuthError",
+    "StoreConfigError",
+    "StoreError",
+    "StoreUnavailable",
+    "VersionExists",
+    "VersionNotFound",
+]
