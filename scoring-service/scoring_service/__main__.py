@@ -1,0 +1,7 @@
+"""`python -m scoring_service`."""
+
+import sys
+
+from scoring_service.cli import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""`create_app(settings)`: wires settings, metrics, the model repository and the routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from scoring_service import __version__
+from scoring_service.errors import ScoringError
+from scoring_service.metrics import Metrics
+from scoring_service.repository import ModelRepository
+from scoring_service.routes import router
+from scoring_service.service import DataPlane
+from scoring_service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(orjson.dumps({"error": message}), status, media_type="application/json")
+
+
+async def _scoring_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ScoringError)
+    return _error(exc.status_code, exc.message)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    # Unknown routes (404) and wrong methods (405) keep the protocol's {"error": ...} shape.
+    assert isinstance(exc, StarletteHTTPException)
+    return _error(exc.status_code, str(exc.detail))
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return _error(400, "; ".join(str(e.get("msg", e)) for e in exc.errors()))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error(500, "internal error")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = Metrics()
+    repository = ModelRepository(settings, metrics)
+    dataplane = DataPlane(settings, repository, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Load in a thread: hashing and session creation block, and the loop should stay responsive.
+        await anyio.to_thread.run_sync(repository.load_all)
+        log.info(
+            "scorer started",
+            extra={"ready": repository.ready, "models": [f"{m.name}:{m.version}" for m in repository.all()]},
+        )
+        yield
+
+    app = FastAPI(
+        title="ModelApp scoring service",
+        version=__version__,
+        description="ONNX models over the Open Inference Protocol (KServe V2 REST) and the seeds' API.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.dataplane = dataplane
+    app.include_router(router)
+    app.add_exception_handler(ScoringError, _scoring_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` (multi-worker serving): settings come from SCORING_* variables."""
+    from scoring_service.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,41 @@
+"""One error hierarchy for the scorer: each error carries the HTTP status it maps to."""
+
+from __future__ import annotations
+
+
+class ScoringError(Exception):
+    """Base class; the app's single exception handler renders it as `{"error": message}`."""
+
+    status_code = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ScoringError):
+    status_code = 400
+
+
+class NotFound(ScoringError):
+    status_code = 404
+
+
+class PayloadTooLarge(ScoringError):
+    status_code = 413
+
+
+class UnsupportedMediaType(ScoringError):
+    status_code = 415
+
+
+class ModelNotReady(ScoringError):
+    """The model exists but failed to load (or is still loading): a server-side condition."""
+
+    status_code = 503
+
+
+class InferenceFailed(ScoringError):
+    """onnxruntime rejected inputs that passed our checks: still the client's input, so 400."""
+
+    status_code = 400

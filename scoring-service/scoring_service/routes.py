@@ -1,0 +1,206 @@
+"""HTTP routes: read the request, call the data plane, write the response. Nothing else."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from scoring_service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from scoring_service.metrics import CONTENT_TYPE
+from scoring_service.service import DataPlane, Reply
+
+JSON = "application/json"
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+router = APIRouter()
+
+# The request bodies are parsed by hand (orjson + explicit checks) for speed, so FastAPI cannot
+# derive their schema; these describe them for /docs and for the schemathesis fuzz test.
+_TENSOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "datatype", "shape"],
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "parameters": {"type": "object"},
+        "data": {},
+    },
+}
+_INFER_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "inputs": {"type": "array", "items": _TENSOR_SCHEMA},
+                        "outputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+_SCORE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": {
+                    "type": "object",
+                    "properties": {"data": {}, "input": {}, "top_k": {"type": "integer"}},
+                }
+            }
+        },
+    }
+}
+
+
+def _plane(request: Request) -> DataPlane:
+    # Read from app state rather than Depends(): dependency resolution costs measurable time per
+    # request on the inference hot path, and the data plane is a per-app singleton anyway.
+    plane: DataPlane = request.app.state.dataplane
+    return plane
+
+
+def _response(reply: Reply) -> Response:
+    if reply.header_length is None:
+        return Response(reply.body, reply.status, media_type=JSON)
+    return Response(
+        reply.body,
+        reply.status,
+        headers={HEADER_LENGTH: str(reply.header_length)},
+        media_type="application/octet-stream",
+    )
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise BadRequest("invalid Content-Length")
+        if int(length) > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        body = await request.body()
+    else:  # chunked: enforce the limit while reading, not after buffering everything
+        parts, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            parts.append(chunk)
+        body = b"".join(parts)
+    encoding = request.headers.get("content-encoding")
+    if encoding is not None and encoding != "identity":
+        body = _decompress(body, encoding, limit)
+    return body
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    # tritonclient's request_compression_algorithm sends gzip or deflate (zlib framing).
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding.lower())
+    if wbits is None:
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"cannot decompress the {encoding} body: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"decompressed request body exceeds {limit} bytes")
+    return out
+
+
+def _header_length(request: Request) -> int | None:
+    value = request.headers.get(HEADER_LENGTH)
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise BadRequest(f"invalid {HEADER_LENGTH}: {value!r}")
+    return int(value)
+
+
+# -- inference first: the router matches in order and these are the hot paths ---------------
+
+
+@router.post("/v2/models/{name}/infer", tags=["inference"], openapi_extra=_INFER_BODY)
+async def infer(request: Request, name: str) -> Response:
+    plane = _plane(request)
+    body = await _body(request, plane.settings.max_request_bytes)
+    return _response(await plane.infer(name, None, body, _header_length(request)))
+
+
+@router.post("/v2/models/{name}/versions/{version}/infer", tags=["inference"], openapi_extra=_INFER_BODY)
+async def infer_version(request: Request, name: str, version: str) -> Response:
+    plane = _plane(request)
+    body = await _body(request, plane.settings.max_request_bytes)
+    return _response(await plane.infer(name, version, body, _header_length(request)))
+
+
+@router.post("/score", tags=["seed API"], openapi_extra=_SCORE_BODY)
+async def score(request: Request) -> Response:
+    plane = _plane(request)
+    return _response(await plane.score(await _body(request, plane.settings.max_request_bytes)))
+
+
+# -- health, metadata ------------------------------------------------------------------------
+
+
+@router.get("/v2/health/live", tags=["health"])
+async def live(request: Request) -> Response:
+    return _response(_plane(request).live())
+
+
+@router.get("/v2/health/ready", tags=["health"])
+async def ready(request: Request) -> Response:
+    return _response(_plane(request).ready())
+
+
+@router.get("/v2", tags=["metadata"])
+async def server_metadata(request: Request) -> Response:
+    return _response(_plane(request).server_metadata())
+
+
+@router.get("/v2/models/{name}", tags=["metadata"])
+async def model_metadata(request: Request, name: str) -> Response:
+    return _response(_plane(request).model_metadata(name, None))
+
+
+@router.get("/v2/models/{name}/versions/{version}", tags=["metadata"])
+async def model_version_metadata(request: Request, name: str, version: str) -> Response:
+    return _response(_plane(request).model_metadata(name, version))
+
+
+@router.get("/v2/models/{name}/ready", tags=["health"])
+async def model_ready(request: Request, name: str) -> Response:
+    return _response(_plane(request).model_ready(name, None))
+
+
+@router.get("/v2/models/{name}/versions/{version}/ready", tags=["health"])
+async def model_version_ready(request: Request, name: str, version: str) -> Response:
+    return _response(_plane(request).model_ready(name, version))
+
+
+@router.get("/version", tags=["seed API"])
+async def version(request: Request) -> Response:
+    return _response(_plane(request).version())
+
+
+@router.get("/metrics", tags=["operations"])
+async def metrics(request: Request) -> Response:
+    return Response(_plane(request).metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,73 @@
+"""Scorer settings: the one place that reads the environment (prefix `SCORING_`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every field can be set as `SCORING_<FIELD>` (e.g. `SCORING_MODEL_DIR=/models`)."""
+
+    model_config = SettingsConfigDict(env_prefix="SCORING_", frozen=True, extra="ignore")
+
+    model_dir: Path = Path("/models")
+    """A model bundle, or a folder whose sub-folders are bundles."""
+
+    host: str = "0.0.0.0"
+    """Address `serve` binds to."""
+
+    port: int = Field(default=8080, ge=0, le=65535)
+    """Port `serve` listens on."""
+
+    workers: int = Field(default=1, ge=1)
+    """uvicorn worker processes. Prefer 1 per pod and scale replicas: metrics are per process."""
+
+    intra_op_threads: int = Field(default=1, ge=0)
+    """onnxruntime threads inside one operator. 1 suits small models and many workers; 0 = one per core."""
+
+    inter_op_threads: int = Field(default=1, ge=0)
+    """onnxruntime threads across independent graph nodes (parallel execution mode only if > 1)."""
+
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    """onnxruntime graph optimisation level applied when the session is created."""
+
+    inline_max_elements: int = Field(default=65536, ge=0)
+    """Requests with at most this many input elements run on the event loop; larger ones in a thread.
+
+    Small models finish in microseconds, less than a thread hand-off costs; big ones would block
+    health checks, and onnxruntime releases the GIL while it runs.
+    """
+
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Largest request body accepted; larger bodies get 413 before they are buffered."""
+
+    max_image_pixels: int = Field(default=16_000_000, ge=1)
+    """Largest decoded image (width x height) accepted by the image preprocessor."""
+
+    default_model: str | None = None
+    """Model used by `/score` and `/version`; defaults to the only (or first by name) model."""
+
+    top_k: int = Field(default=5, ge=1)
+    """Labels returned by `/score` for classifiers with `labels`, unless the request sets `top_k`."""
+
+    server_name: str = "modelapp-scoring-service"
+    """Name reported by `GET /v2`."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level for the scorer and uvicorn."""
+
+    log_format: Literal["json", "text"] = "json"
+    """`json`: one JSON object per line (for log shippers); `text`: for humans."""
+
+    access_log: bool = False
+    """uvicorn access log; off by default because it costs throughput on the hot path."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
