@@ -1,0 +1,455 @@
+"""The ``modelapp`` user command line: publish, list and fetch model versions, plus registered extras."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelapp_operator.bundle import (
+    DOCKERIGNORE,
+    BundleError,
+    Manifest,
+    manifest_for_directory,
+    render_dockerfile,
+    validate_segment,
+)
+from modelapp_operator.store import (
+    AzureBlobStore,
+    BlobCredentials,
+    ManifestInvalid,
+    StoreError,
+    StoreOptions,
+    VersionExists,
+    download_verified,
+    normalize_prefix,
+    scrub,
+    store_from_credentials,
+)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CliSettings(BaseSettings):
+    """Defaults for the command line from ``MODELAPP_*`` environment variables (flags win over them).
+
+    Init containers get credentials this way from a Secret, so they never appear in a pod's command line.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MODELAPP_", extra="ignore")
+
+    connection_string: SecretStr | None = None
+    """Storage connection string (Azurite's well-known one works)."""
+    account_url: str | None = None
+    """Blob service URL, e.g. https://acct.blob.core.windows.net; without a SAS or key, Entra ID is used."""
+    sas_token: SecretStr | None = None
+    """SAS token used with the account URL."""
+    account_key: SecretStr | None = None
+    """Account key used with the account URL."""
+    account_name: str | None = None
+    """Account name for key auth when the URL does not show it."""
+    container: str | None = None
+    """Blob container holding the model versions."""
+    prefix: str = ""
+    """Folder of the model inside the container; versions are its sub-folders."""
+    connection_timeout: float = Field(default=10.0, gt=0)
+    """Seconds to wait for a connection to the store."""
+    read_timeout: float = Field(default=60.0, gt=0)
+    """Seconds to wait for a response from the store."""
+    retry_total: int = Field(default=3, ge=0)
+    """Retries of a failed store request before giving up."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> CliSettings:
+    return CliSettings()
+
+
+class UsageError(Exception):
+    """Bad combination of arguments: exit code 2, like argparse's own errors."""
+
+
+RunFn = Callable[[argparse.Namespace, CliSettings], int | Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    help: str
+    description: str
+    epilog: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: RunFn
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+
+def subcommand(
+    name: str,
+    *,
+    help: str,
+    arguments: Callable[[argparse.ArgumentParser], None],
+    description: str = "",
+    epilog: str = "",
+) -> Callable[[RunFn], RunFn]:
+    """Register ``modelapp <name>``; ``run`` may be sync or async and returns the exit code."""
+
+    def register(run: RunFn) -> RunFn:
+        if name in SUBCOMMANDS:
+            raise RuntimeError(f"subcommand {name!r} registered twice")
+        SUBCOMMANDS[name] = Subcommand(name, help, description or help, epilog, arguments, run)
+        return run
+
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelapp",
+        description="Publish model versions to blob storage and manage ModelApps.",
+        epilog="Run 'modelapp <command> --help' for the options and examples of a command.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for cmd in SUBCOMMANDS.values():
+        sub = commands.add_parser(
+            cmd.name,
+            help=cmd.help,
+            description=cmd.description,
+            epilog=cmd.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        cmd.add_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None, settings: CliSettings | None = None) -> int:
+    # The SDK's own warnings may quote request URLs; our errors say what matters.
+    logging.getLogger("azure").setLevel(logging.ERROR)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings or get_settings()
+    except ValidationError as exc:
+        return _fail(
+            f"invalid MODELAPP_* environment: {exc.error_count()} problem(s): {_brief(exc)}", EXIT_USAGE
+        )
+    secrets = _secrets(args, settings)
+    try:
+        result = SUBCOMMANDS[args.command].run(args, settings)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        return int(result)
+    except UsageError as exc:
+        return _fail(scrub(str(exc), secrets), EXIT_USAGE, parser_hint=f"modelapp {args.command} --help")
+    except (StoreError, BundleError, ValueError, OSError) as exc:
+        return _fail(scrub(str(exc), secrets), EXIT_ERROR)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        return _fail(scrub(f"unexpected {type(exc).__name__}: {exc}", secrets), EXIT_ERROR)
+
+
+async def _await(result: Awaitable[int]) -> int:
+    return await result
+
+
+def _fail(message: str, code: int, *, parser_hint: str | None = None, err: TextIO | None = None) -> int:
+    stream = err or sys.stderr
+    print(f"error: {message}", file=stream)
+    if parser_hint:
+        print(f"(see '{parser_hint}')", file=stream)
+    return code
+
+
+def _brief(exc: ValidationError) -> str:
+    return "; ".join(f"MODELAPP_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+
+
+def _secrets(args: argparse.Namespace, settings: CliSettings) -> list[str]:
+    out = [getattr(args, k, None) for k in ("connection_string", "sas_token", "account_key")]
+    for secret in (settings.connection_string, settings.sas_token, settings.account_key):
+        if secret is not None:
+            out.append(secret.get_secret_value())
+    return [s for s in out if s]
+
+
+# --- shared store options -------------------------------------------------------------------------
+
+STORE_HELP = """\
+storage location and credentials:
+  --connection-string, or --account-url with --sas-token / --account-key / nothing (Entra ID via
+  DefaultAzureCredential, e.g. workload identity). Each flag falls back to its environment variable:
+  MODELAPP_CONNECTION_STRING, MODELAPP_ACCOUNT_URL, MODELAPP_SAS_TOKEN, MODELAPP_ACCOUNT_KEY,
+  MODELAPP_CONTAINER, MODELAPP_PREFIX. Prefer the environment for secrets: flags show up in `ps`."""
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("storage (flags override MODELAPP_* environment variables)")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--connection-string", metavar="CS", help="storage connection string")
+    where.add_argument("--account-url", metavar="URL", help="blob service URL")
+    auth = group.add_mutually_exclusive_group()
+    auth.add_argument("--sas-token", metavar="T", help="SAS token (with --account-url)")
+    auth.add_argument("--account-key", metavar="K", help="account key (with --account-url)")
+    group.add_argument("--container", metavar="C", help="blob container")
+    group.add_argument("--prefix", metavar="P", help="model folder in the container, e.g. diabetes/")
+
+
+def resolve_credentials(
+    args: argparse.Namespace, settings: CliSettings
+) -> tuple[str | None, BlobCredentials]:
+    """Flags first; a location given as a flag never mixes with a connection string from the environment."""
+
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    if args.connection_string and (args.sas_token or args.account_key):
+        raise UsageError("--sas-token/--account-key go with --account-url, not --connection-string")
+    if args.connection_string:
+        return None, BlobCredentials(connection_string=args.connection_string)
+    sas = args.sas_token or secret(settings.sas_token)
+    key = None if args.sas_token else (args.account_key or secret(settings.account_key))
+    if args.account_url:
+        return args.account_url, BlobCredentials(
+            sas_token=sas, account_key=key, account_name=settings.account_name
+        )
+    if settings.connection_string is not None and not (args.sas_token or args.account_key):
+        return None, BlobCredentials(connection_string=secret(settings.connection_string))
+    if settings.account_url:
+        return settings.account_url, BlobCredentials(
+            sas_token=sas, account_key=key, account_name=settings.account_name
+        )
+    raise UsageError(
+        "no storage location: give --connection-string or --account-url "
+        "(or set MODELAPP_CONNECTION_STRING / MODELAPP_ACCOUNT_URL)"
+    )
+
+
+def open_store(args: argparse.Namespace, settings: CliSettings) -> tuple[AzureBlobStore, str]:
+    """The store and the normalised prefix the command works on."""
+    container = args.container or settings.container
+    if not container:
+        raise UsageError("no container: give --container (or set MODELAPP_CONTAINER)")
+    prefix = normalize_prefix(args.prefix if args.prefix is not None else settings.prefix)
+    account_url, creds = resolve_credentials(args, settings)
+    options = StoreOptions(
+        connection_timeout=settings.connection_timeout,
+        read_timeout=settings.read_timeout,
+        retry_total=settings.retry_total,
+    )
+    return store_from_credentials(account_url, container, creds, options=options), prefix
+
+
+def version_arg(text: str) -> str:
+    try:
+        return validate_segment(text, "version")
+    except BundleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def name_arg(text: str) -> str:
+    try:
+        return validate_segment(text, "name")
+    except BundleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def metric_arg(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    try:
+        if not sep or not key.strip():
+            raise ValueError
+        return key.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}") from None
+
+
+# --- publish --------------------------------------------------------------------------------------
+
+
+def _publish_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", metavar="DIR", type=Path, help="bundle directory (model.onnx, ...)")
+    parser.add_argument("--version", required=True, type=version_arg, help="version to publish, e.g. 1.2.0")
+    parser.add_argument("--name", type=name_arg, help="bundle name (default: local manifest's, else DIR's)")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        type=metric_arg,
+        metavar="NAME=VALUE",
+        help="metric recorded in the manifest (repeatable; overrides the local modelapp.json)",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite the version if it already exists")
+    add_store_arguments(parser)
+
+
+@subcommand(
+    "publish",
+    help="upload a model bundle as a new version",
+    description=(
+        "Upload DIR as version V: every file with its sha256, then modelapp.json last, so the operator\n"
+        "never sees a half-uploaded version. Labels, preprocess, contract and metrics come from\n"
+        "DIR/modelapp.json when present."
+    ),
+    epilog=f"""{STORE_HELP}
+
+examples:
+  modelapp publish ./model --version 1.0.0 --metric r2=0.46 \\
+      --connection-string "$AZURITE_CS" --container models --prefix diabetes/
+  MODELAPP_ACCOUNT_URL=https://acct.blob.core.windows.net MODELAPP_CONTAINER=models \\
+      modelapp publish ./model --prefix diabetes/ --version 1.1.0   # Entra ID login
+""",
+    arguments=_publish_arguments,
+)
+async def publish(args: argparse.Namespace, settings: CliSettings) -> int:
+    directory: Path = args.directory
+    if not await asyncio.to_thread(directory.is_dir):
+        raise UsageError(f"{directory} is not a directory")
+    manifest = await asyncio.to_thread(
+        manifest_for_directory, directory, version=args.version, name=args.name, metrics=dict(args.metric)
+    )
+    store, prefix = open_store(args, settings)
+    async with store:
+        try:
+            await store.upload_version(prefix, directory, manifest, overwrite=args.force)
+        except VersionExists as exc:
+            raise VersionExists(f"{exc}; use --force to overwrite it") from None
+        where = store.location(prefix, manifest.version)
+    print(
+        f"published {manifest.name} {manifest.version} ({len(manifest.files)} files, "
+        f"sha256 {manifest.short_sha}) to {where}"
+    )
+    return EXIT_OK
+
+
+# --- versions -------------------------------------------------------------------------------------
+
+
+def _versions_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    add_store_arguments(parser)
+
+
+@subcommand(
+    "versions",
+    help="list the complete versions of a model",
+    description="List versions whose manifest exists (half-uploaded versions are not shown).",
+    epilog=f"""{STORE_HELP}
+
+examples:
+  modelapp versions --connection-string "$AZURITE_CS" --container models --prefix diabetes/
+  modelapp versions --container models --prefix diabetes/ --json | jq '.[].version'
+""",
+    arguments=_versions_arguments,
+)
+async def versions(args: argparse.Namespace, settings: CliSettings) -> int:
+    store, prefix = open_store(args, settings)
+    rows: list[dict[str, Any]] = []
+    async with store:
+        for ref in await store.list_versions(prefix):
+            row: dict[str, Any] = {"version": ref.version, "etag": ref.etag}
+            try:
+                manifest = await store.read_manifest(prefix, ref.version)
+            except ManifestInvalid as exc:
+                row["error"] = str(exc)
+            else:
+                assert manifest is not None
+                row.update(_manifest_row(manifest))
+            rows.append(row)
+    rows.sort(key=lambda r: (r.get("created", ""), r["version"]))
+    if args.json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(format_versions_table(rows))
+    return EXIT_OK
+
+
+def _manifest_row(manifest: Manifest) -> dict[str, Any]:
+    return {
+        "name": manifest.name,
+        "created": manifest.created.isoformat(),
+        "sha256": manifest.sha256,
+        "metrics": manifest.metrics or {},
+    }
+
+
+def format_versions_table(rows: list[dict[str, Any]]) -> str:
+    table = [("VERSION", "CREATED", "SHA256", "METRICS")]
+    for row in rows:
+        if "error" in row:
+            table.append((row["version"], "-", "-", "invalid manifest"))
+            continue
+        metrics = ",".join(f"{k}={v:g}" for k, v in sorted(row["metrics"].items())) or "-"
+        table.append((row["version"], row["created"], row["sha256"][:12], metrics))
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r[:3])) + "  " + r[3] for r in table
+    )
+
+
+# --- fetch ----------------------------------------------------------------------------------------
+
+
+def _fetch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", required=True, type=version_arg, help="version to download")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to fill")
+    docker = parser.add_argument_group("image build context")
+    docker.add_argument("--dockerfile", action="store_true", help="also write DIR/Dockerfile")
+    docker.add_argument("--base-image", metavar="IMG", help="FROM image for --dockerfile (the scorer)")
+    docker.add_argument("--source", metavar="URL", help="source label (default: the version's blob URL)")
+    add_store_arguments(parser)
+
+
+@subcommand(
+    "fetch",
+    help="download and verify a version into a directory",
+    description=(
+        "Download version V into a temporary directory next to DIR, verify every sha256 against the\n"
+        "manifest, and only then move the files into DIR. On a mismatch nothing is left in DIR."
+    ),
+    epilog=f"""{STORE_HELP}
+
+examples:
+  modelapp fetch --container models --prefix diabetes/ --version 1.0.0 --out /models/diabetes
+  modelapp fetch --version 1.0.0 --out /workspace --dockerfile \\
+      --base-image registry.example/scoring-service:0.1.0   # Kaniko build context
+""",
+    arguments=_fetch_arguments,
+)
+async def fetch(args: argparse.Namespace, settings: CliSettings) -> int:
+    if args.dockerfile and not args.base_image:
+        raise UsageError("--dockerfile needs --base-image")
+    store, prefix = open_store(args, settings)
+    out: Path = args.out
+    async with store:
+        manifest = await download_verified(store, prefix, args.version, out)
+        source = args.source or store.location(prefix, args.version)
+    if args.dockerfile:
+        dockerfile = render_dockerfile(
+            args.base_image, manifest.name, manifest.version, manifest.sha256, source
+        )
+        await asyncio.to_thread((out / "Dockerfile").write_text, dockerfile)
+        await asyncio.to_thread((out / ".dockerignore").write_text, DOCKERIGNORE)
+    print(
+        f"fetched {manifest.name} {manifest.version} into {out} "
+        f"({len(manifest.files)} files verified, sha256 {manifest.short_sha})"
+    )
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
