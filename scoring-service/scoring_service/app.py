@@ -17,7 +17,7 @@ from scoring_service import __version__
 from scoring_service.errors import ScoringError
 from scoring_service.metrics import Metrics
 from scoring_service.repository import ModelRepository
-from scoring_service.routes import router
+from scoring_service.routes import InferFastPath, router
 from scoring_service.service import DataPlane
 from scoring_service.settings import Settings, get_settings
 
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(InferFastPath)
     return app
 
 

@@ -20,6 +20,7 @@ MANIFEST_FILE = "modelapp.json"
 CONTRACT_FILE = "contract.json"
 SCHEMA_VERSION = 1
 _CHUNK = 1 << 20
+_SEGMENT = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
 
 
 class BundleError(Exception):
@@ -75,12 +76,13 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     schema_version: Literal[1] = Field(alias="schemaVersion")
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    version: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+    # Same segment rule as the operator's publisher: names and versions become URL and blob path parts.
+    name: str = Field(pattern=_SEGMENT)
+    version: str = Field(pattern=_SEGMENT)
     created: datetime
     files: dict[str, FileEntry]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, float] | None = None
     labels: list[str] | None = None
     preprocess: Preprocess | None = None
     contract: str | None = None
@@ -97,7 +99,8 @@ class Manifest(BaseModel):
 
 def _check_relative(path: str) -> None:
     pure = PurePosixPath(path)
-    if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path or path == MANIFEST_FILE:
+    bad_part = any(part in ("", ".", "..") for part in path.split("/"))
+    if not path or pure.is_absolute() or bad_part or "\\" in path or "\x00" in path or path == MANIFEST_FILE:
         raise ValueError(f"invalid bundle file path {path!r}")
 
 
