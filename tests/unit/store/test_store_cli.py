@@ -1,0 +1,236 @@
+"""The modelapp CLI without a store: parsing, settings, credential resolution and the subcommand registry."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from modelapp_operator import cli
+from modelapp_operator.cli import CliSettings, build_parser, main, resolve_credentials
+
+pytestmark = pytest.mark.unit
+
+KEY = "a2V5LW5vdC1yZWFsLWJ1dC1sb25nLWVub3VnaC10by1zY3J1Yg=="
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def test_publish_arguments() -> None:
+    args = parse(
+        "publish", "./m", "--version", "1.2.0", "--metric", "r2=0.46", "--metric", "mae=40",
+        "--connection-string", "cs", "--container", "models", "--prefix", "diabetes/", "--force",
+    )  # fmt: skip
+    assert args.command == "publish"
+    assert args.directory == Path("./m")
+    assert args.metric == [("r2", 0.46), ("mae", 40.0)]
+    assert args.force is True
+    assert args.name is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["publish", "./m"],  # no --version
+        ["publish", "./m", "--version", "../1"],
+        ["publish", "./m", "--version", "1", "--metric", "r2"],
+        ["publish", "./m", "--version", "1", "--metric", "r2=high"],
+        ["publish", "./m", "--version", "1", "--connection-string", "x", "--account-url", "y"],
+        ["fetch", "--version", "1", "--out", "d", "--sas-token", "x", "--account-key", "y"],
+        ["fetch", "--version", "1"],  # no --out
+        ["nope"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv, settings=CliSettings())
+    assert info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("publish", "versions", "fetch"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        assert "examples:" in out
+        assert f"modelapp {command}" in out
+        assert "MODELAPP_CONNECTION_STRING" in out
+
+
+def test_settings_come_from_modelapp_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELAPP_ACCOUNT_URL", "https://acct.blob.core.windows.net")
+    monkeypatch.setenv("MODELAPP_ACCOUNT_KEY", KEY)
+    monkeypatch.setenv("MODELAPP_CONTAINER", "models")
+    monkeypatch.setenv("MODELAPP_PREFIX", "diabetes/")
+    monkeypatch.setenv("MODELAPP_RETRY_TOTAL", "0")
+    settings = CliSettings()
+    assert settings.container == "models"
+    assert settings.retry_total == 0
+    assert KEY not in repr(settings)
+    url, creds = resolve_credentials(parse("versions"), settings)
+    assert url == "https://acct.blob.core.windows.net"
+    assert creds.account_key == KEY
+
+
+def test_invalid_env_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MODELAPP_RETRY_TOTAL", "lots")
+    cli.get_settings.cache_clear()
+    try:
+        assert main(["versions"]) == 2
+    finally:
+        cli.get_settings.cache_clear()
+    assert "MODELAPP_RETRY_TOTAL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "settings", "expected_url", "expected_kind"),
+    [
+        (["--connection-string", "CS"], {}, None, "connection string"),
+        ([], {"connection_string": "CS"}, None, "connection string"),
+        ([], {"account_url": "https://u", "sas_token": "S"}, "https://u", "SAS token"),
+        ([], {"account_url": "https://u"}, "https://u", "DefaultAzureCredential"),
+        # A location given as a flag wins over a connection string in the environment.
+        (
+            ["--account-url", "https://flag"],
+            {"connection_string": "CS"},
+            "https://flag",
+            "DefaultAzureCredential",
+        ),
+        (["--account-url", "https://flag", "--account-key", KEY], {}, "https://flag", "account key"),
+        # A flag credential beats the environment's other kind of credential.
+        (["--sas-token", "S"], {"account_url": "https://u", "account_key": KEY}, "https://u", "SAS token"),
+        (
+            ["--account-key", KEY],
+            {"account_url": "https://u", "connection_string": "CS"},
+            "https://u",
+            "account key",
+        ),
+    ],
+)
+def test_credential_resolution(
+    argv: list[str], settings: dict[str, str], expected_url: str | None, expected_kind: str
+) -> None:
+    url, creds = resolve_credentials(parse("versions", *argv), CliSettings(**settings))  # type: ignore[arg-type]
+    assert url == expected_url
+    assert creds.kind == expected_kind
+
+
+def test_missing_location_or_container_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["versions", "--container", "models"], settings=CliSettings()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no storage location")
+    assert "Traceback" not in err
+    assert main(["versions", "--connection-string", "x"], settings=CliSettings()) == 2
+    assert "no container" in capsys.readouterr().err
+
+
+def test_connection_string_with_sas_flag_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["versions", "--connection-string", f"AccountKey={KEY}", "--sas-token", "tok", "--container", "c"],
+        settings=CliSettings(),
+    )
+    assert code == 2
+    assert KEY not in capsys.readouterr().err
+
+
+def test_operational_errors_exit_1_without_leaking_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad_cs = f"AccountKey={KEY};nonsense"
+    (tmp_path / "model.onnx").write_bytes(b"m")
+    code = main(
+        ["publish", str(tmp_path), "--version", "1", "--connection-string", bad_cs, "--container", "c"],
+        settings=CliSettings(),
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid storage configuration")
+    assert KEY not in err
+
+
+def test_publish_of_a_directory_without_a_model_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["publish", str(tmp_path), "--version", "1", "--connection-string", "x", "--container", "c"],
+        settings=CliSettings(),
+    )
+    assert code == 1
+    assert "no model.onnx" in capsys.readouterr().err
+
+
+def test_dockerfile_needs_a_base_image(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "fetch",
+        "--version",
+        "1",
+        "--out",
+        "d",
+        "--dockerfile",
+        "--connection-string",
+        "x",
+        "--container",
+        "c",
+    ]
+    assert main(argv, settings=CliSettings()) == 2
+    assert "--base-image" in capsys.readouterr().err
+
+
+@pytest.fixture
+def scratch_command() -> Iterator[list[argparse.Namespace]]:
+    seen: list[argparse.Namespace] = []
+
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("name")
+
+    @cli.subcommand("scratch-test", help="test only", arguments=arguments)
+    def run(args: argparse.Namespace, settings: CliSettings) -> int:
+        seen.append(args)
+        return 7
+
+    yield seen
+    del cli.SUBCOMMANDS["scratch-test"]
+
+
+def test_subcommands_register_with_a_decorator(scratch_command: list[argparse.Namespace]) -> None:
+    assert main(["scratch-test", "diabetes"], settings=CliSettings()) == 7
+    assert scratch_command[0].name == "diabetes"
+    with pytest.raises(RuntimeError, match="registered twice"):
+        cli.subcommand("scratch-test", help="again", arguments=lambda p: None)(lambda a, s: 0)
+
+
+def test_async_subcommands_are_awaited() -> None:
+    async def run(args: argparse.Namespace, settings: CliSettings) -> int:
+        return 3
+
+    cli.subcommand("async-test", help="test only", arguments=lambda p: None)(run)
+    try:
+        assert main(["async-test"], settings=CliSettings()) == 3
+    finally:
+        del cli.SUBCOMMANDS["async-test"]
+
+
+def test_versions_table() -> None:
+    rows = [
+        {
+            "version": "1.0",
+            "created": "2026-01-01T00:00:00+00:00",
+            "sha256": "ab" * 32,
+            "metrics": {"r2": 0.46},
+        },
+        {"version": "bad", "error": "invalid"},
+        {"version": "2.0", "created": "2026-01-02T00:00:00+00:00", "sha256": "cd" * 32, "metrics": {}},
+    ]
+    lines = cli.format_versions_table(rows).splitlines()
+    assert lines[0].split() == ["VERSION", "CREATED", "SHA256", "METRICS"]
+    assert lines[1].split() == ["1.0", "2026-01-01T00:00:00+00:00", "abababababab", "r2=0.46"]
+    assert lines[2].split() == ["bad", "-", "-", "invalid", "manifest"]
+    assert lines[3].split()[-1] == "-"
