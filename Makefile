@@ -1,0 +1,73 @@
+# ModelApp: operator + scoring service. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(HOME)/.local/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(CURDIR)/.local/bin
+export PATH := $(BIN):$(PATH)
+PACKAGES := operator/modelapp_operator scoring-service/scoring_service
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(UV):
+	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras --python python3
+	@touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv/ with the project (editable) and every extra
+
+.PHONY: tools
+tools: ## Build the test bed's binaries from source (cached in ~/.cache/modelapp) and install Azurite
+	bash hack/build-tools.sh
+
+.PHONY: cluster-up
+cluster-up: tools ## Start etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes and Azurite (idempotent)
+	bash hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop everything cluster-up started
+	bash hack/cluster.sh down
+
+.PHONY: cluster-status
+cluster-status: ## Say which test bed components run
+	bash hack/cluster.sh status
+
+.PHONY: lint
+lint: install ## ruff check, ruff format --check, mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --strict $(PACKAGES)
+
+.PHONY: format
+format: install ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+.PHONY: test-unit
+test-unit: install ## Unit tests only (no test bed)
+	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: install tools ## Integration and e2e tests (bring the test bed up, or reuse a running one)
+	$(VENV)/bin/pytest -m "integration or e2e" $(PYTEST_ARGS)
+
+.PHONY: test
+test: install tools lint ## Lint, then every test: unit, integration, e2e
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: install cluster-up ## The main job: local cluster + Azurite + the operator rolling out an example model
+	$(PY) hack/demo.py
+
+.PHONY: clean
+clean: cluster-down ## Remove .venv and .local (the binary cache in ~/.cache/modelapp stays)
+	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,72 @@
+"""Shared fixtures: the local test bed (real control plane + KWOK + Azurite), namespaces, clients."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from testbed import KUBECONFIG, Azurite, cluster, cluster_running, component_running, wait_until
+
+_KEEP = os.environ.get("MODELAPP_KEEP_TESTBED", "") not in ("", "0", "false")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The folder says what a test needs; a marker makes `-m unit` and friends work.
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for kind in ("unit", "integration", "e2e"):
+            if kind in parts and not item.get_closest_marker(kind):
+                item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite on 127.0.0.1:10000, started for the session unless already running."""
+    started = not component_running("azurite")
+    cluster("up", "azurite")
+    yield Azurite()
+    if started and not _KEEP and not component_running("kube-apiserver"):
+        cluster("down", check=False)
+
+
+@pytest.fixture(scope="session")
+def testbed(azurite: Azurite) -> Iterator[Path]:
+    """The whole test bed; yields the admin kubeconfig path. Reuses a running one."""
+    started = not cluster_running()
+    proc = cluster("up", check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"hack/cluster.sh up failed:\n{proc.stderr[-4000:]}")
+    os.environ["KUBECONFIG"] = str(KUBECONFIG)
+    yield KUBECONFIG
+    if started and not _KEEP:
+        cluster("down", check=False)
+
+
+@pytest.fixture(scope="session")
+def k8s(testbed: Path) -> object:
+    """A synchronous `kubernetes` ApiClient for assertions (the operator has its own async client)."""
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(testbed))
+
+
+@pytest.fixture
+def namespace(k8s: object) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (without waiting for it to go)."""
+    from kubernetes import client
+
+    api = client.CoreV1Api(k8s)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    api.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"modelapp.dev/test": "true"}))
+    )
+
+    def has_default_sa() -> bool:
+        return any(sa.metadata.name == "default" for sa in api.list_namespaced_service_account(name).items)
+
+    wait_until(has_default_sa, timeout=60, what=f"the default ServiceAccount in {name}")
+    yield name
+    api.delete_namespace(name, propagation_policy="Background")
