@@ -1,0 +1,182 @@
+"""The real `modelapp` executable against Azurite: publish → versions → fetch, as users and init containers run it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import ContainerClient
+from modelapp_operator.bundle import Manifest
+from testbed import Azurite
+
+pytestmark = pytest.mark.integration
+
+MODELAPP = Path(sys.executable).parent / "modelapp"
+
+
+def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MODELAPP_")}
+    return subprocess.run(
+        [str(MODELAPP), *argv], env={**base, **(env or {})}, text=True, capture_output=True, timeout=120
+    )
+
+
+@pytest.fixture
+def env(azurite: Azurite, raw_container: ContainerClient) -> dict[str, str]:
+    """Credentials the way an init container gets them: environment from a Secret, not arguments."""
+    return {
+        "MODELAPP_CONNECTION_STRING": azurite.connection_string,
+        "MODELAPP_CONTAINER": raw_container.container_name,
+        "MODELAPP_PREFIX": "diabetes/",
+        "MODELAPP_RETRY_TOTAL": "1",
+    }
+
+
+def by_key(azurite: Azurite, container: str) -> list[str]:
+    return [
+        "--account-url",
+        azurite.account_url,
+        "--account-key",
+        azurite.account_key,
+        "--container",
+        container,
+    ]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_publish_versions_fetch_round_trip(
+    azurite: Azurite, raw_container: ContainerClient, env: dict[str, str], bundle_dir: Path, tmp_path: Path
+) -> None:
+    (bundle_dir / "modelapp.json").write_text(json.dumps({"labels": ["no", "yes"], "metrics": {"mae": 40}}))
+    published = run("publish", str(bundle_dir), "--version", "1.0.0", "--metric", "r2=0.46", env=env)
+    assert published.returncode == 0, published.stderr
+    assert "published diabetes 1.0.0" in published.stdout
+    assert azurite.account_key not in published.stdout + published.stderr
+
+    listed = run("versions", "--json", "--prefix", "diabetes", *by_key(azurite, raw_container.container_name))
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert row["version"] == "1.0.0"
+    assert row["metrics"] == {"mae": 40.0, "r2": 0.46}
+    table = run("versions", env=env)
+    assert table.stdout.splitlines()[1].split()[0] == "1.0.0"
+    assert row["sha256"][:12] in table.stdout
+
+    out = tmp_path / "models" / "diabetes"
+    fetched = run("fetch", "--version", "1.0.0", "--out", str(out), env=env)
+    assert fetched.returncode == 0, fetched.stderr
+    for rel in ("model.onnx", "contract.json", "extra/labels.txt"):
+        assert sha(out / rel) == sha(bundle_dir / rel)
+    manifest = Manifest.parse((out / "modelapp.json").read_bytes())
+    assert manifest.sha256 == row["sha256"]
+    assert manifest.labels == ["no", "yes"]
+    assert manifest.contract == "contract.json"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["diabetes"]
+
+
+def test_fetch_writes_a_build_context(env: dict[str, str], bundle_dir: Path, tmp_path: Path) -> None:
+    assert run("publish", str(bundle_dir), "--version", "2", env=env).returncode == 0
+    out = tmp_path / "ctx"
+    fetched = run(
+        "fetch", "--version", "2", "--out", str(out), "--dockerfile", "--base-image", "reg/scorer:1", env=env
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    dockerfile = (out / "Dockerfile").read_text()
+    assert dockerfile.startswith("FROM reg/scorer:1\nCOPY . /models/diabetes\n")
+    manifest = Manifest.parse((out / "modelapp.json").read_bytes())
+    assert f'dev.modelapp.model.sha256="{manifest.sha256}"' in dockerfile
+    assert f"/{env['MODELAPP_CONTAINER']}/diabetes/2/" in dockerfile
+    assert "AccountKey" not in dockerfile
+    assert (out / ".dockerignore").is_file()
+
+
+def test_existing_version_is_refused_without_force(env: dict[str, str], bundle_dir: Path) -> None:
+    assert run("publish", str(bundle_dir), "--version", "1", env=env).returncode == 0
+    before = json.loads(run("versions", "--json", env=env).stdout)[0]["sha256"]
+    (bundle_dir / "model.onnx").write_bytes(b"retrained")
+    refused = run("publish", str(bundle_dir), "--version", "1", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: version '1' already exists")
+    assert "--force" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert json.loads(run("versions", "--json", env=env).stdout)[0]["sha256"] == before
+    forced = run("publish", str(bundle_dir), "--version", "1", "--force", env=env)
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(run("versions", "--json", env=env).stdout)[0]["sha256"] != before
+
+
+def test_half_uploaded_version_is_not_listed(
+    raw_container: ContainerClient, env: dict[str, str], bundle_dir: Path, tmp_path: Path
+) -> None:
+    assert run("publish", str(bundle_dir), "--version", "1", env=env).returncode == 0
+    raw_container.upload_blob("diabetes/2/model.onnx", b"still uploading")
+    assert [r["version"] for r in json.loads(run("versions", "--json", env=env).stdout)] == ["1"]
+    missing = run("fetch", "--version", "2", "--out", str(tmp_path / "o"), env=env)
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_tampered_model_is_rejected_and_not_left_behind(
+    raw_container: ContainerClient, env: dict[str, str], bundle_dir: Path, tmp_path: Path
+) -> None:
+    assert run("publish", str(bundle_dir), "--version", "1", env=env).returncode == 0
+    expected = sha(bundle_dir / "model.onnx")
+    raw_container.upload_blob("diabetes/1/model.onnx", b"evil weights", overwrite=True)
+    out = tmp_path / "models"
+    out.mkdir()
+    fetched = run("fetch", "--version", "1", "--out", str(out), env=env)
+    assert fetched.returncode == 1
+    assert "model.onnx" in fetched.stderr
+    assert expected in fetched.stderr
+    assert hashlib.sha256(b"evil weights").hexdigest() in fetched.stderr
+    assert "Traceback" not in fetched.stderr
+    assert list(out.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diabetes", "models"]
+
+
+def test_unreachable_store_is_a_clean_error(azurite: Azurite, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    result = run(
+        "versions",
+        "--account-url",
+        f"http://127.0.0.1:{port}/{azurite.account_name}",
+        "--container",
+        "models",
+        env={"MODELAPP_ACCOUNT_KEY": azurite.account_key, "MODELAPP_RETRY_TOTAL": "0"},
+    )
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+    assert "unreachable" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert azurite.account_key not in result.stderr
+
+
+def test_wrong_key_is_a_clean_error(azurite: Azurite, raw_container: ContainerClient) -> None:
+    wrong = "d3Jvbmcta2V5LWJ1dC1iYXNlNjQtZW5jb2RlZC1hbmQtbG9uZy1lbm91Z2g="
+    result = run(
+        "versions",
+        "--account-url",
+        azurite.account_url,
+        "--account-key",
+        wrong,
+        "--container",
+        raw_container.container_name,
+    )
+    assert result.returncode == 1
+    assert "access denied" in result.stderr
+    assert wrong not in result.stderr
