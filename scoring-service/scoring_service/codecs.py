@@ -104,6 +104,10 @@ def coerce_array(datatype: str, data: Any, where: str) -> npt.NDArray[Any]:
         if kind != "b":
             raise BadRequest(f"{where}: BOOL data must be true/false")
     elif target.kind in _INT_KINDS:
+        if kind in "fO":
+            # numpy turns ints that straddle int64 and uint64 ([0, 2**64 - 1]) into float64 or object;
+            # look at the JSON values themselves to tell those from real floats.
+            return _exact_ints(data, target, datatype, where)
         if kind not in _INT_KINDS:
             raise BadRequest(f"{where}: {datatype} data must be integers")
         info = np.iinfo(target)
@@ -113,6 +117,20 @@ def coerce_array(datatype: str, data: Any, where: str) -> npt.NDArray[Any]:
         # Object arrays come from ints beyond 64 bits or from nulls; 'U' from strings mixed in.
         raise BadRequest(f"{where}: {datatype} data must be numbers")
     return arr.astype(target, copy=False)
+
+
+def _exact_ints(data: Any, target: np.dtype[Any], datatype: str, where: str) -> npt.NDArray[Any]:
+    flat: list[Any] = []
+    _flatten(data, flat)
+    if not all(type(v) is int for v in flat):
+        raise BadRequest(f"{where}: {datatype} data must be integers")
+    info = np.iinfo(target)
+    if min(flat) < info.min or max(flat) > info.max:
+        raise BadRequest(f"{where}: {datatype} data out of range [{info.min}, {info.max}]")
+    try:
+        return np.array(data, dtype=target)
+    except ValueError as exc:
+        raise BadRequest(f"{where}: data is not a rectangular array of numbers ({exc})") from None
 
 
 def _decode_json_bytes(shape: list[int], data: Any, where: str) -> npt.NDArray[Any]:

@@ -146,7 +146,7 @@ def _compare_values(want: ExpectedOutput, got: np.ndarray[Any, Any], tol: Tolera
         worst = float(np.max(np.abs(actual[bad] - expect[bad])))
         return [
             f"output {want.name!r}: {bad.size} of {actual.size} values outside tolerance (abs {tol.abs}, "
-            f"rel {tol.rel}); first at [{i}]: got {actual[i]!r}, expected {expect[i]!r}; max diff {worst:.3g}"
+            f"rel {tol.rel}); first at [{i}]: got {float(actual[i])!r}, expected {float(expect[i])!r}; max diff {worst:.3g}"
         ]
     mismatched = [
         i
@@ -158,7 +158,7 @@ def _compare_values(want: ExpectedOutput, got: np.ndarray[Any, Any], tol: Tolera
     i = mismatched[0]
     return [
         f"output {want.name!r}: {len(mismatched)} of {flat_got.size} values differ; "
-        f"first at [{i}]: got {flat_got[i]!r}, expected {flat_want[i]!r}"
+        f"first at [{i}]: got {_norm(flat_got[i].item() if hasattr(flat_got[i], 'item') else flat_got[i])!r}, expected {flat_want[i]!r}"
     ]
 
 
