@@ -1,13 +1,12 @@
 """Model store: where published model versions live (Azure Blob Storage, or in memory for tests)."""
 
-from modelapp_operator.store.azure import (
-    AzureBlobStore,
-    BlobCredentials,
-    StoreOptions,
-    account_name_from_url,
-    store_from_credentials,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from modelapp_operator.store.base import BlobModelStore, download_verified
+from modelapp_operator.store.config import BlobCredentials, StoreOptions, account_name_from_url
 from modelapp_operator.store.errors import (
     ChecksumMismatch,
     ContainerNotFound,
@@ -30,6 +29,19 @@ from modelapp_operator.store.model import (
     versions_in,
 )
 from modelapp_operator.store.scrub import scrub
+
+if TYPE_CHECKING:
+    from modelapp_operator.store.azure import AzureBlobStore, store_from_credentials
+
+# The Azure SDK loads only when used, so the planner can import the types above and stay SDK-free.
+_LAZY = {"AzureBlobStore", "store_from_credentials"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module("modelapp_operator.store.azure"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AzureBlobStore",

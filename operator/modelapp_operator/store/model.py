@@ -48,7 +48,8 @@ class ContainerSnapshot:
     container: str
     blobs: tuple[BlobInfo, ...]
     taken_at: datetime
-    # Not part of equality: two snapshots with the same blobs are the same observation.
+    # Requests the listing took (one per page of 5000 blobs; more if other operations ran on the store
+    # meanwhile). Not part of equality: two snapshots with the same blobs are the same observation.
     calls: int = field(default=0, compare=False)
 
     @cached_property

@@ -194,3 +194,17 @@ def test_segments_accepted(value: str) -> None:
 def test_segments_rejected(value: str) -> None:
     with pytest.raises(ManifestError):
         validate_segment(value, "version")
+
+
+def test_pure_core_imports_no_sdk() -> None:
+    """The planner imports bundle and the store's types; neither may pull in an SDK."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, modelapp_operator.bundle, modelapp_operator.store;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('azure', 'kopf', 'kubernetes', 'kubernetes_asyncio')];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

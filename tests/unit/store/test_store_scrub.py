@@ -87,3 +87,11 @@ def test_account_url_is_required_without_a_connection_string() -> None:
 )
 def test_account_name_from_url(url: str, name: str | None) -> None:
     assert account_name_from_url(url) == name
+
+
+async def test_entra_id_is_used_without_secrets() -> None:
+    store = store_from_credentials("https://acct.blob.core.windows.net", "models", BlobCredentials())
+    try:
+        assert store.location("diabetes/", "1") == "https://acct.blob.core.windows.net/models/diabetes/1/"
+    finally:
+        await store.close()
