@@ -278,7 +278,13 @@ def store_from_credentials(
             else:
                 from azure.identity.aio import DefaultAzureCredential
 
-                owned = credential = DefaultAzureCredential()
+                ids = {}
+                if creds.client_id:
+                    ids = {
+                        "workload_identity_client_id": creds.client_id,
+                        "managed_identity_client_id": creds.client_id,
+                    }
+                owned = credential = DefaultAzureCredential(**ids)
             service = BlobServiceClient(account_url, credential=credential, **client_kwargs)
     except StoreConfigError:
         raise

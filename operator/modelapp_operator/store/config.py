@@ -15,6 +15,8 @@ class BlobCredentials:
     account_key: str | None = field(default=None, repr=False)
     account_name: str | None = None
     """Only needed with ``account_key`` when the account URL does not reveal it."""
+    client_id: str | None = None
+    """Entra ID client id for workload/managed identity when the pod's default one is not meant."""
 
     @classmethod
     def from_mapping(cls, data: dict[str, str]) -> BlobCredentials:

@@ -95,3 +95,10 @@ async def test_entra_id_is_used_without_secrets() -> None:
         assert store.location("diabetes/", "1") == "https://acct.blob.core.windows.net/models/diabetes/1/"
     finally:
         await store.close()
+
+
+async def test_entra_id_with_a_client_id() -> None:
+    creds = BlobCredentials(client_id="00000000-0000-0000-0000-000000000001")
+    assert creds.kind == "DefaultAzureCredential"
+    store = store_from_credentials("https://acct.blob.core.windows.net", "models", creds)
+    await store.close()
