@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None, settings: CliSettings | None = None) -> 
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        # A user gets one scrubbed line, never a traceback that may quote their paths or keys.
         return _fail(scrub(f"unexpected {type(exc).__name__}: {exc}", secrets), EXIT_ERROR)
 
 

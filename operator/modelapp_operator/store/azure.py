@@ -171,6 +171,7 @@ class AzureBlobStore(BlobModelStore):
         except (BlobMissing, BlobExists, StoreError):
             raise
         except Exception as exc:
+            # Callers see only our types: SDK and transport failures alike are translated and scrubbed.
             self._raise_translated(exc, what)
 
     def _raise_translated(self, exc: Exception, what: str) -> NoReturn:
@@ -242,6 +243,7 @@ def store_from_credentials(
     ``token_credential`` replaces DefaultAzureCredential (which is then not created). Raises StoreConfigError.
     """
     opts = options or StoreOptions()
+    # The counting hook must exist before the client, and the store is built around the client.
     store_holder: list[AzureBlobStore] = []
 
     def hook(request: Any) -> None:
@@ -289,6 +291,7 @@ def store_from_credentials(
     except StoreConfigError:
         raise
     except Exception as exc:
+        # A malformed URL or credential; the SDK's text may echo the secret, hence scrub and no chaining.
         raise StoreConfigError(
             scrub(f"invalid storage configuration ({creds.kind}): {_describe(exc)}", creds.secrets)
         ) from None
