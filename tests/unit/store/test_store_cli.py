@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from modelapp_operator import cli
@@ -219,7 +220,7 @@ def test_async_subcommands_are_awaited() -> None:
 
 
 def test_versions_table() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "version": "1.0",
             "created": "2026-01-01T00:00:00+00:00",
