@@ -1,0 +1,121 @@
+"""Fixtures for the scorer's integration tests: real bundles and a real uvicorn process on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from unit.scoring.scoring_models import identity_model, save
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = REPO / "examples"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def train_examples(out: Path, *names: str) -> dict[str, Path]:
+    """Run the example train.py scripts in parallel (they are the bundles users get)."""
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, str(EXAMPLES / name / "train.py"), "--out", str(out / name)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for name in names
+    }
+    for proc in procs.values():
+        output, _ = proc.communicate(timeout=180)
+        assert proc.returncode == 0, output.decode()
+    return {name: out / name for name in names}
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def example_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return train_examples(tmp_path_factory.mktemp("examples"), "diabetes", "digits")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory, example_bundles: dict[str, Path]) -> Path:
+    """diabetes + digits (trained by the examples) and an all-datatypes identity model."""
+    root = tmp_path_factory.mktemp("models")
+    for name, path in example_bundles.items():
+        (root / name).symlink_to(path, target_is_directory=True)
+    save(identity_model(), root / "identity")
+    return root
+
+
+@pytest.fixture(scope="session")
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(
+        model_dir: Path, *extra: str, wait_ready: bool = True, env: dict[str, str] | None = None
+    ) -> Server:
+        port = free_port()
+        log_path = tmp_path_factory.mktemp("server") / "server.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scoring_service", "serve", "--model-dir", str(model_dir),
+             "--host", "127.0.0.1", "--port", str(port), *extra],
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "SCORING_LOG_FORMAT": "json", **(env or {})},
+        )  # fmt: skip
+        server = Server(f"http://127.0.0.1:{port}", port, process, log_path)
+        servers.append(server)
+        wait_until_up(server, need_ready=wait_ready)
+        return server
+
+    yield start
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.terminate()
+            try:
+                server.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+
+
+def wait_until_up(server: Server, need_ready: bool, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    path = "/v2/health/ready" if need_ready else "/v2/health/live"
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + path, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server not up after {timeout}s:\n{server.log()}")
+
+
+@pytest.fixture(scope="session")
+def server(start_server: Callable[..., Server], models_dir: Path) -> Server:
+    return start_server(models_dir)
