@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import shutil
 import signal
@@ -136,10 +137,10 @@ def test_dockerfile_matches_the_cli_and_the_repo() -> None:
     args = _parser().parse_args(argv[1:])
     assert (args.command, str(args.model_dir)) == ("serve", "/models")
     # Every COPY source in the build context exists, and .dockerignore keeps the context small.
-    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    ignore = [rule for rule in (REPO / ".dockerignore").read_text().splitlines() if rule and rule[0] != "#"]
     for line in lines:
         if line.startswith("COPY") and "--from=" not in line:
             for src in line.split()[1:-1]:
                 assert (REPO / src).exists(), src
-                assert any(rule.startswith(f"!{src}") for rule in ignore), f"{src} excluded by .dockerignore"
-    assert "**" in ignore  # allow-list: nothing else (venvs, caches, bench work dirs) reaches the context
+                assert not any(fnmatch.fnmatch(src, rule) for rule in ignore), f"{src} excluded by .dockerignore"
+    assert {".venv", ".git", "bench/.work"} <= set(ignore)  # never ship the venv, history or bench work
