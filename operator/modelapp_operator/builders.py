@@ -1,0 +1,232 @@
+"""Pure manifest builders: the Deployment and Service a ModelApp owns, as plain dicts."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from modelapp_operator.names import (
+    ANN_LAST_GOOD,
+    ANN_MODEL_SHA256,
+    ANN_MODEL_VERSION,
+    ANN_SPEC_HASH,
+    ANN_TEMPLATE_HASH,
+    COMPONENT_SERVER,
+    common_labels,
+    owner_reference,
+    selector_labels,
+    short_hash,
+)
+from modelapp_operator.spec import AppSpec
+
+MODELS_DIR = "/models"
+HTTP_PORT_NAME = "http"
+# Non-root UID/GID the images are built with (Dockerfile.scoring, Dockerfile.operator).
+RUN_AS = 10001
+
+
+@dataclass(frozen=True)
+class Images:
+    """Operator-wide image defaults (chart values), used where the spec leaves one out."""
+
+    fetch: str
+    scorer: str
+    kaniko: str
+    base: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the pods should run: a model version and the image that serves it."""
+
+    version: str
+    sha256: str
+    image: str
+    baked: bool = False  # Image packaging: the model is in the image, no init container
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def store_env(spec: AppSpec) -> list[dict[str, Any]]:
+    """Where the model store is, for `modelapp fetch`; secrets only as references, never values."""
+    src = spec.source
+    env: list[dict[str, Any]] = [
+        {"name": "MODELAPP_ACCOUNT_URL", "value": src.account_url},
+        {"name": "MODELAPP_CONTAINER", "value": src.container},
+        {"name": "MODELAPP_PREFIX", "value": src.prefix},
+    ]
+    if src.secret_name:
+        for var, key in (
+            ("MODELAPP_CONNECTION_STRING", "connectionString"),
+            ("MODELAPP_SAS_TOKEN", "sasToken"),
+            ("MODELAPP_ACCOUNT_KEY", "accountKey"),
+        ):
+            env.append(
+                {
+                    "name": var,
+                    "valueFrom": {"secretKeyRef": {"name": src.secret_name, "key": key, "optional": True}},
+                }
+            )
+    if src.workload_identity_client_id:
+        env.append({"name": "AZURE_CLIENT_ID", "value": src.workload_identity_client_id})
+    return env
+
+
+def fetch_container(spec: AppSpec, images: Images, version: str, out_dir: str) -> dict[str, Any]:
+    return {
+        "name": "fetch-model",
+        "image": images.fetch,
+        "args": ["fetch", "--version", version, "--out", out_dir],
+        "env": store_env(spec),
+        "volumeMounts": [{"name": "models", "mountPath": MODELS_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
+        "securityContext": container_security_context(),
+    }
+
+
+def pod_template(name: str, spec: AppSpec, target: Target, images: Images) -> dict[str, Any]:
+    """The serving pod template, annotated with its own content hash."""
+    probe_port = HTTP_PORT_NAME
+    scorer: dict[str, Any] = {
+        "name": "scorer",
+        "image": target.image,
+        "args": ["serve", "--model-dir", MODELS_DIR, "--host", "0.0.0.0", "--port", str(spec.port)],
+        "ports": [{"name": HTTP_PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": probe_port},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": probe_port},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": probe_port},
+            "periodSeconds": 2,
+            "failureThreshold": 60,
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": container_security_context(),
+    }
+    if spec.resources:
+        scorer["resources"] = copy.deepcopy(spec.resources)
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "containers": [scorer],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    labels = common_labels(name, COMPONENT_SERVER)
+    if not target.baked:
+        pod["initContainers"] = [
+            fetch_container(spec, images, target.version, f"{MODELS_DIR}/{spec.model_name}")
+        ]
+        pod["volumes"].append({"name": "models", "emptyDir": {}})
+        scorer["volumeMounts"].append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
+    if spec.service_account:
+        pod["serviceAccountName"] = spec.service_account
+    if not target.baked and not spec.source.secret_name:
+        # AKS workload identity injects the federated token into pods that carry this label.
+        labels["azure.workload.identity/use"] = "true"
+    template = {
+        "metadata": {
+            "labels": labels,
+            "annotations": {ANN_MODEL_VERSION: target.version, ANN_MODEL_SHA256: target.sha256},
+        },
+        "spec": pod,
+    }
+    template["metadata"]["annotations"][ANN_TEMPLATE_HASH] = short_hash(template)
+    return template
+
+
+def template_hash(template: dict[str, Any]) -> str:
+    return str(template.get("metadata", {}).get("annotations", {}).get(ANN_TEMPLATE_HASH, ""))
+
+
+def build_deployment(
+    app: dict[str, Any],
+    spec: AppSpec,
+    template: dict[str, Any],
+    last_good: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The app's Deployment. ``last_good`` (a pod template) is kept on it so a failed rollout can be undone."""
+    name = app["metadata"]["name"]
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": app["metadata"]["namespace"],
+            "labels": common_labels(name, COMPONENT_SERVER),
+            "annotations": {},
+            "ownerReferences": [owner_reference(app)],
+        },
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(name)},
+            "progressDeadlineSeconds": spec.progress_deadline_seconds,
+            "revisionHistoryLimit": 5,
+            # Never take a serving pod down before its replacement is Ready: a bad version must not
+            # reduce what serves.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
+            "template": template,
+        },
+    }
+    body["metadata"]["annotations"][ANN_SPEC_HASH] = short_hash(body["spec"])
+    if last_good is not None:
+        body["metadata"]["annotations"][ANN_LAST_GOOD] = orjson.dumps(
+            last_good, option=orjson.OPT_SORT_KEYS
+        ).decode()
+    return body
+
+
+def build_service(app: dict[str, Any], spec: AppSpec) -> dict[str, Any]:
+    name = app["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": app["metadata"]["namespace"],
+            "labels": common_labels(name, COMPONENT_SERVER),
+            "ownerReferences": [owner_reference(app)],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(name),
+            "ports": [{"name": "http", "port": 80, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+def parse_last_good(annotation: str | None) -> dict[str, Any] | None:
+    if not annotation:
+        return None
+    try:
+        value = orjson.loads(annotation)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,286 @@
+"""The reconcile loop of one ModelApp: observe (all reads) → plan (pure) → act (all writes)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from modelapp_operator import builders, metrics
+from modelapp_operator.names import (
+    ANN_LAST_GOOD,
+    ANN_SPEC_HASH,
+    FIELD_MANAGER,
+    GROUP,
+    PLURAL,
+    VERSION,
+    Reason,
+)
+from modelapp_operator.planner import DeploymentState, Event, ManifestInfo, Observed, Plan, StoreView, plan
+from modelapp_operator.policy import Quarantine, resolve
+from modelapp_operator.poller import AppKey, ContainerPoller, Endpoint, PollerRegistry, Subscription
+from modelapp_operator.settings import OperatorSettings
+from modelapp_operator.spec import AppSpec, parse_spec
+from modelapp_operator.store import (
+    BlobCredentials,
+    ModelStore,
+    StoreError,
+    StoreOptions,
+    store_from_credentials,
+)
+
+log = logging.getLogger(__name__)
+
+APPLY = "application/apply-patch+yaml"
+
+
+class Stopped(Protocol):
+    def __bool__(self) -> bool: ...
+
+
+EventPoster = Callable[[dict[str, Any], Event], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class Controller:
+    """Reconciles ModelApps. One instance per operator process; kopf handlers call into it."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        settings: OperatorSettings,
+        post_event: EventPoster,
+        store_factory: Callable[[Endpoint, BlobCredentials], ModelStore] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.settings = settings
+        self.post_event = post_event
+        self.clock = clock
+        self._credentials: dict[Endpoint, BlobCredentials] = {}
+        self._store_factory = store_factory or self._azure_store
+        self.registry = PollerRegistry(lambda ep: self._store_factory(ep, self._credentials[ep]), self.wake)
+        self._wakes: dict[AppKey, asyncio.Event] = {}
+        self._fingerprints: dict[AppKey, object] = {}
+        self._gate = asyncio.Semaphore(settings.max_concurrent_reconciles)
+
+    def _azure_store(self, endpoint: Endpoint, creds: BlobCredentials) -> ModelStore:
+        opts = StoreOptions(
+            connection_timeout=self.settings.store_connection_timeout,
+            retry_total=self.settings.store_retry_total,
+        )
+        return store_from_credentials(endpoint.account_url, endpoint.container, creds, options=opts)
+
+    # --- the per-ModelApp loop (a kopf daemon runs it) -----------------------------------------
+
+    def changed(self, key: AppKey, fingerprint: object) -> None:
+        """Wake the ModelApp if what it would react to changed since the last event."""
+        if self._fingerprints.get(key) != fingerprint:
+            self._fingerprints[key] = fingerprint
+            self.wake(key)
+
+    def wake(self, key: AppKey) -> None:
+        event = self._wakes.get(key)
+        if event is not None:
+            event.set()
+
+    async def run(self, key: AppKey, stopped: Stopped) -> None:
+        wake = self._wakes.setdefault(key, asyncio.Event())
+        try:
+            while not stopped:
+                wake.clear()
+                delay = await self.reconcile_guarded(key)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), delay or self.settings.resync_seconds)
+        finally:
+            self._wakes.pop(key, None)
+            self._fingerprints.pop(key, None)
+            self.registry.unsubscribe(key)
+
+    async def reconcile_guarded(self, key: AppKey) -> float | None:
+        async with self._gate:
+            start = time.monotonic()
+            try:
+                delay = await self.reconcile(key)
+            except ApiException as exc:
+                metrics.RECONCILES.labels("error").inc()
+                log.warning("reconcile of %s failed: API %s %s", key, exc.status, exc.reason)
+                return 5.0
+            except Exception:
+                metrics.RECONCILES.labels("error").inc()
+                log.exception("reconcile of %s failed", key)
+                return 10.0
+            finally:
+                metrics.RECONCILE_SECONDS.observe(time.monotonic() - start)
+            metrics.RECONCILES.labels("ok").inc()
+            return delay
+
+    async def reconcile(self, key: AppKey) -> float | None:
+        observed = await self.observe(key)
+        if observed is None:
+            return None
+        decided = plan(observed, self.settings.images)
+        await self.act(observed.app, decided)
+        return decided.requeue_after
+
+    # --- observe ------------------------------------------------------------------------------
+
+    async def observe(self, key: AppKey) -> Observed | None:
+        try:
+            app: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, key.namespace, PLURAL, key.name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if app["metadata"].get("deletionTimestamp"):
+            return None
+        spec = parse_spec(key.name, app.get("spec") or {})
+        stalled: tuple[str, str] | None = None
+        store = StoreView(None, None)
+        endpoint, stalled = await self._endpoint(key, spec)
+        if endpoint is not None:
+            poller = self.registry.subscribe(
+                key, endpoint, Subscription(spec.source.prefix, spec.poll_interval)
+            )
+            await poller.first_listing(self.settings.first_listing_timeout)
+            store = await self._store_view(key, spec, poller, app.get("status") or {})
+        deployment, service_exists = await asyncio.gather(self._deployment(key), self._service_exists(key))
+        return Observed(app, spec, store, deployment, service_exists, self.clock(), stalled)
+
+    async def _endpoint(self, key: AppKey, spec: AppSpec) -> tuple[Endpoint | None, tuple[str, str] | None]:
+        src = spec.source
+        creds = BlobCredentials()
+        credential = f"default:{src.workload_identity_client_id or ''}"
+        if src.secret_name:
+            try:
+                secret = await self.core.read_namespaced_secret(src.secret_name, key.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None, (
+                        Reason.SECRET_NOT_FOUND,
+                        f"Secret {src.secret_name} (auth.secretRef) not found in namespace {key.namespace}; "
+                        "create it with one of connectionString, sasToken or accountKey",
+                    )
+                raise
+            data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+            creds = BlobCredentials.from_mapping(data)
+            if not creds.secrets:
+                return None, (
+                    Reason.SECRET_NOT_FOUND,
+                    f"Secret {src.secret_name} has none of the keys connectionString, sasToken or accountKey",
+                )
+            # A fingerprint, so that a rotated secret gets a fresh client; the secret itself is never kept here.
+            digest = hashlib.sha256("\0".join(creds.secrets).encode()).hexdigest()[:16]
+            credential = f"secret:{key.namespace}/{src.secret_name}:{digest}"
+        endpoint = Endpoint(src.account_url, src.container, credential)
+        self._credentials[endpoint] = creds
+        return endpoint, None
+
+    async def _store_view(
+        self, key: AppKey, spec: AppSpec, poller: ContainerPoller, status: dict[str, Any]
+    ) -> StoreView:
+        versions, problem = poller.view(key, spec.source.prefix)
+        if versions is None:
+            return StoreView(None, problem)
+        quarantined = [
+            Quarantine(q.get("version", ""), q.get("etag", "")) for q in status.get("quarantined", [])
+        ]
+        manifests: dict[str, ManifestInfo] = {}
+        invalid: list[str] = []
+        # The newest version (for latestVersion) and the one the policy picks; an unusable manifest
+        # excludes that version and the policy picks again.
+        for _ in range(5):
+            res = resolve(spec.policy, versions, quarantined)
+            if res.version is None:
+                break
+            try:
+                info = await poller.manifest(spec.source.prefix, res.version)
+            except StoreError as exc:
+                return StoreView(None, (Reason.STORE_UNAVAILABLE, f"reading a manifest failed: {exc}"))
+            if isinstance(info, ManifestInfo):
+                manifests[res.version.version] = info
+                break
+            invalid.append(info)
+            quarantined.append(Quarantine(res.version.version, res.version.etag))
+        problem = (Reason.MANIFEST_INVALID, "; ".join(invalid)) if invalid else None
+        return StoreView(versions, problem, manifests)
+
+    async def _deployment(self, key: AppKey) -> DeploymentState | None:
+        try:
+            d = await self.apps.read_namespaced_deployment(key.name, key.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        raw: dict[str, Any] = self.api.sanitize_for_serialization(d)
+        status = raw.get("status") or {}
+        annotations = raw["metadata"].get("annotations") or {}
+        deadline = any(
+            c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+            for c in status.get("conditions") or []
+        )
+        return DeploymentState(
+            generation=int(raw["metadata"].get("generation", 0)),
+            observed_generation=int(status.get("observedGeneration", 0)),
+            spec_replicas=int(raw["spec"].get("replicas", 1)),
+            replicas=int(status.get("replicas", 0)),
+            updated=int(status.get("updatedReplicas", 0)),
+            available=int(status.get("availableReplicas", 0)),
+            template=raw["spec"]["template"],
+            spec_hash=str(annotations.get(ANN_SPEC_HASH, "")),
+            last_good=builders.parse_last_good(annotations.get(ANN_LAST_GOOD)),
+            deadline_exceeded=deadline,
+        )
+
+    async def _service_exists(self, key: AppKey) -> bool:
+        try:
+            await self.core.read_namespaced_service(key.name, key.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    # --- act ----------------------------------------------------------------------------------
+
+    async def act(self, app: dict[str, Any], decided: Plan) -> None:
+        ns, name = app["metadata"]["namespace"], app["metadata"]["name"]
+        for obj in decided.apply:
+            await self._apply(obj)
+        previous = app.get("status") or {}
+        if decided.status != previous:
+            patch = {k: None for k in previous if k not in decided.status} | decided.status
+            await self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, ns, PLURAL, name, {"status": patch}
+            )
+        for event in decided.events:
+            self.post_event(app, event)
+        for metric, value in decided.observations:
+            metrics.observe(ns, name, metric, value)
+
+    async def _apply(self, obj: dict[str, Any]) -> None:
+        kind, meta = obj["kind"], obj["metadata"]
+        call: Callable[..., Awaitable[Any]] = {
+            "Deployment": self.apps.patch_namespaced_deployment,
+            "Service": self.core.patch_namespaced_service,
+        }[kind]
+        await call(
+            meta["name"], meta["namespace"], obj, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+        )

@@ -1,0 +1,81 @@
+"""kopf handlers: thin; each one hands over to the Controller."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+from kubernetes_asyncio import client, config
+from prometheus_client import start_http_server
+
+from modelapp_operator.controller import Controller
+from modelapp_operator.names import GROUP, LABEL_MANAGED_BY, LABEL_MODELAPP, MANAGED_BY, PLURAL, VERSION
+from modelapp_operator.planner import Event
+from modelapp_operator.poller import AppKey
+from modelapp_operator.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _post_event(app: dict[str, Any], event: Event) -> None:
+    kopf.event(cast(kopf.Body, app), type=event.type, reason=event.reason, message=event.message)
+
+
+async def _api_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        await config.load_kube_config()
+    return client.ApiClient()
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    ours = get_settings()
+    # Progress and diff-base in our own annotations; status is ours alone (the schema prunes the rest).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.modelapp.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="kopf.modelapp.dev", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "modelapp.dev/daemon"
+    settings.posting.level = logging.WARNING  # k8s Events come from the planner, not from kopf's logs
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    if ours.metrics_port:
+        start_http_server(ours.metrics_port)
+    memo.controller = Controller(await _api_client(), ours, _post_event)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    controller: Controller | None = getattr(memo, "controller", None)
+    if controller is not None:
+        await controller.registry.close()
+        await controller.api.close()
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=2.0)
+async def follow(namespace: str | None, name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any) -> None:
+    """One long-lived task per ModelApp: reconcile, then sleep until woken or the resync period ends."""
+    await memo.controller.run(AppKey(namespace or "", name), stopped)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def modelapp_changed(
+    namespace: str | None, name: str, meta: kopf.Meta, status: kopf.Status, memo: Any, **_: Any
+) -> None:
+    """Spec edits and our annotations (approve, reject) wake the ModelApp at once; our own status writes do not."""
+    ours = {k: v for k, v in meta.annotations.items() if k.startswith("modelapp.dev/")}
+    memo.controller.changed(
+        AppKey(namespace or "", name), (meta.get("generation"), status.get("observedGeneration"), ours)
+    )
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})
+def deployment_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
+    """Rollout progress of an owned Deployment wakes its ModelApp."""
+    owner = labels.get(LABEL_MODELAPP)
+    if owner:
+        memo.controller.wake(AppKey(namespace or "", owner))

@@ -1,0 +1,69 @@
+"""`modelapp-operator`: runs the kopf operator (in-cluster config or KUBECONFIG)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import kopf
+
+from modelapp_operator import handlers  # noqa: F401 - registers the handlers
+from modelapp_operator.settings import get_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="modelapp-operator",
+        description="Follow model versions in Azure Blob Storage and roll ModelApps to them.",
+        epilog="Settings also come from MODELAPP_OPERATOR_* environment variables (see the README).",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        help="watch this namespace (repeatable); default: all",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)"
+    )
+    parser.add_argument(
+        "--peering", metavar="NAME", help="kopf peering name: run several replicas, one active"
+    )
+    parser.add_argument(
+        "--liveness", default="http://0.0.0.0:8081/healthz", help="liveness endpoint URL ('' to disable)"
+    )
+    parser.add_argument("--metrics-port", type=int, help="Prometheus port (0 disables)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-format", choices=["plain", "json"], default="json", help="log format (default json)"
+    )
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    if args.namespace:
+        settings.namespaces = args.namespace
+    if args.all_namespaces:
+        settings.namespaces = []
+    if args.metrics_port is not None:
+        settings.metrics_port = args.metrics_port
+
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    kopf.run(
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        liveness_endpoint=args.liveness or None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""API names, labels, annotations, condition types and reasons: the one place they are spelled."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+GROUP: Final = "modelapp.dev"
+VERSION: Final = "v1alpha1"
+PLURAL: Final = "modelapps"
+KIND: Final = "ModelApp"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+FIELD_MANAGER: Final = "modelapp-operator"
+
+# Labels
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_MODELAPP: Final = f"{GROUP}/name"
+MANAGED_BY: Final = "modelapp-operator"
+
+# Annotations
+ANN_MODEL_VERSION: Final = f"{GROUP}/model-version"
+ANN_MODEL_SHA256: Final = f"{GROUP}/model-sha256"
+ANN_TEMPLATE_HASH: Final = f"{GROUP}/template-hash"
+ANN_SPEC_HASH: Final = f"{GROUP}/spec-hash"
+ANN_LAST_GOOD: Final = f"{GROUP}/last-good-template"
+ANN_APPROVE: Final = f"{GROUP}/approve"
+ANN_REJECT: Final = f"{GROUP}/reject"
+
+
+class Cond:
+    """Condition types (Kubernetes API conventions: conditions, not phases)."""
+
+    READY: Final = "Ready"
+    MODEL_RESOLVED: Final = "ModelResolved"
+    IMAGE_BUILT: Final = "ImageBuilt"
+    VERIFIED: Final = "Verified"
+    ROLLED_OUT: Final = "RolledOut"
+    STALLED: Final = "Stalled"
+    RECONCILING: Final = "Reconciling"
+
+
+class Reason:
+    """CamelCase condition and event reasons."""
+
+    RESOLVED: Final = "Resolved"
+    NO_VERSIONS: Final = "NoVersions"
+    NO_MATCHING_VERSION: Final = "NoMatchingVersion"
+    STORE_UNAVAILABLE: Final = "StoreUnavailable"
+    STORE_AUTH_FAILED: Final = "StoreAuthFailed"
+    STORE_MISCONFIGURED: Final = "StoreMisconfigured"
+    MANIFEST_INVALID: Final = "ManifestInvalid"
+    SECRET_NOT_FOUND: Final = "SecretNotFound"  # noqa: S105 - a reason, not a password
+    NEW_VERSION: Final = "NewVersion"
+    ROLLOUT_STARTED: Final = "RolloutStarted"
+    PROGRESSING: Final = "Progressing"
+    ROLLED_OUT: Final = "RolloutComplete"
+    ROLLED_BACK: Final = "RolledBack"
+    ROLLOUT_FAILED: Final = "RolloutFailed"
+    QUARANTINED: Final = "Quarantined"
+    SERVING: Final = "Serving"
+    NOT_SERVING: Final = "NotServing"
+    SCALED: Final = "Scaled"
+    SUCCEEDED: Final = "Succeeded"
+    IDLE: Final = "Idle"
+
+
+def short_hash(obj: Any, length: int = 16) -> str:
+    """A stable content hash of JSON-like data (dict key order does not matter)."""
+    import orjson
+
+    return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()[:length]
+
+
+COMPONENT_SERVER: Final = "server"
+COMPONENT_BUILD: Final = "build"
+COMPONENT_VERIFY: Final = "verify"
+
+
+def selector_labels(app_name: str) -> dict[str, str]:
+    """The Deployment's (immutable) selector: the app's serving pods and nothing else, not its Job pods."""
+    return {LABEL_MODELAPP: app_name, LABEL_COMPONENT: COMPONENT_SERVER}
+
+
+def common_labels(app_name: str, component: str) -> dict[str, str]:
+    return {
+        LABEL_NAME: "scoring-service",
+        LABEL_INSTANCE: app_name,
+        LABEL_MODELAPP: app_name,
+        LABEL_COMPONENT: component,
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
+
+
+def owner_reference(app: dict[str, Any]) -> dict[str, Any]:
+    meta = app["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

@@ -1,0 +1,214 @@
+"""Version policies (pure): which published version a ModelApp should serve."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import total_ordering
+
+from modelapp_operator.spec import Promotion, VersionPolicy
+
+_SEMVER = re.compile(
+    r"^v?(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?(?:\.(0|[1-9]\d*))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$"
+)
+_COMPARATOR = re.compile(r"^(>=|<=|>|<|=|\^|~)?\s*v?([0-9xX*]+(?:\.[0-9xX*]+){0,2}(?:-[0-9A-Za-z.-]+)?)$")
+
+
+@total_ordering
+@dataclass(frozen=True)
+class SemVer:
+    major: int
+    minor: int
+    patch: int
+    pre: tuple[int | str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> SemVer | None:
+        """``1``, ``1.2``, ``v1.2.3`` and ``1.2.3-rc.1`` parse (missing parts are 0); others give None."""
+        m = _SEMVER.match(text.strip())
+        if not m:
+            return None
+        pre = tuple(int(p) if p.isdigit() else p for p in m.group(4).split(".")) if m.group(4) else ()
+        return cls(int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0), pre)
+
+    def _key(self) -> tuple[int, int, int, int, tuple[tuple[int, int | str], ...]]:
+        # A release sorts after its pre-releases; numeric identifiers sort before alphanumeric ones.
+        pre = tuple((0, p) if isinstance(p, int) else (1, p) for p in self.pre)
+        return (self.major, self.minor, self.patch, 0 if self.pre else 1, pre)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, SemVer):
+            return NotImplemented
+        return self._key() < other._key()
+
+
+Predicate = Callable[[SemVer], bool]
+
+
+def _partial(text: str) -> tuple[list[int], tuple[int | str, ...]]:
+    """``1.x`` → ([1], ()), ``1.2.3-rc.1`` → ([1, 2, 3], ('rc', 1)): the parts that are pinned."""
+    core, _, pre_text = text.partition("-")
+    parts: list[int] = []
+    for piece in core.split("."):
+        if piece in ("x", "X", "*"):
+            break
+        parts.append(int(piece))
+    pre = tuple(int(p) if p.isdigit() else p for p in pre_text.split(".")) if pre_text else ()
+    return parts, pre
+
+
+def _floor(parts: list[int], pre: tuple[int | str, ...] = ()) -> SemVer:
+    padded = [*parts, 0, 0, 0][:3]
+    return SemVer(padded[0], padded[1], padded[2], pre if len(parts) == 3 else ())
+
+
+def _bump(parts: list[int]) -> SemVer:
+    """The first version past the pinned parts: 1 → 2.0.0, 1.2 → 1.3.0, 1.2.3 → 1.2.4."""
+    bumped = [*parts]
+    bumped[-1] += 1
+    major, minor, patch = [*bumped, 0, 0][:3]
+    return SemVer(major, minor, patch, pre=(0,))  # pre-release 0 sorts below every other one
+
+
+def _comparator(op: str, text: str) -> Predicate:
+    parts, pre = _partial(text)
+    if not parts:  # *, x
+        return lambda v: True
+    low = _floor(parts, pre)
+    if op in ("", "="):
+        if len(parts) == 3:
+            return lambda v: v == low
+        high = _bump(parts)
+        return lambda v: low <= v < high
+    if op == "^":
+        # Caret: no change to the left-most non-zero part.
+        first_nonzero = next((i for i, p in enumerate(parts) if p != 0), len(parts) - 1)
+        high = _bump(parts[: first_nonzero + 1])
+        return lambda v: low <= v < high
+    if op == "~":
+        high = _bump(parts[:2] if len(parts) >= 2 else parts)
+        return lambda v: low <= v < high
+    if op == ">=":
+        return lambda v: v >= low
+    if op == ">":
+        edge = low if len(parts) == 3 else _bump(parts)
+        return (lambda v: v > edge) if len(parts) == 3 else (lambda v: v >= edge)
+    if op == "<":
+        return lambda v: v < low
+    if op == "<=":
+        if len(parts) == 3:
+            return lambda v: v <= low
+        high = _bump(parts)
+        return lambda v: v < high
+    raise ValueError(f"unknown operator {op!r}")
+
+
+@dataclass(frozen=True)
+class SemverRange:
+    """An npm-style range: space-separated comparators (all must hold), alternatives joined by ``||``."""
+
+    text: str
+    alternatives: tuple[tuple[Predicate, ...], ...]
+    allows_prerelease: bool
+
+    @classmethod
+    def parse(cls, text: str) -> SemverRange:
+        alternatives: list[tuple[Predicate, ...]] = []
+        prerelease = "-" in text
+        for alt in text.split("||"):
+            # ">= 1.2" is one comparator: glue operators to their version before splitting on spaces.
+            tokens = re.sub(r"(>=|<=|>|<|=|\^|~)\s+", r"\1", alt.strip()).split()
+            if not tokens:
+                raise ValueError(f"empty alternative in semver range {text!r}")
+            preds = []
+            for tok in tokens:
+                m = _COMPARATOR.match(tok)
+                if not m:
+                    raise ValueError(f"invalid comparator {tok!r} in semver range {text!r}")
+                preds.append(_comparator(m.group(1) or "", m.group(2)))
+            alternatives.append(tuple(preds))
+        return cls(text, tuple(alternatives), prerelease)
+
+    def matches(self, version: SemVer) -> bool:
+        # As npm does, pre-releases only match ranges that mention a pre-release.
+        if version.pre and not self.allows_prerelease:
+            return False
+        return any(all(p(version) for p in alt) for alt in self.alternatives)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A complete published version as the planner sees it."""
+
+    version: str
+    etag: str
+    uploaded: datetime
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    version: str
+    etag: str = ""
+
+    def covers(self, v: Published) -> bool:
+        # A version republished under the same name (new manifest ETag) gets a new chance.
+        return self.version == v.version and (not self.etag or self.etag == v.etag)
+
+
+def newest_first(versions: Iterable[Published]) -> list[Published]:
+    """Semantic order when every name is a semver, else upload time; the name breaks ties."""
+    items = list(versions)
+    parsed = [SemVer.parse(v.version) for v in items]
+    if items and all(p is not None for p in parsed):
+        order = sorted(zip(parsed, items, strict=True), key=lambda pv: (pv[0], pv[1].version), reverse=True)
+        return [v for _, v in order]
+    return sorted(items, key=lambda v: (v.uploaded, v.version), reverse=True)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    version: Published | None
+    reason: str  # NoVersions | NoMatchingVersion | Resolved
+    message: str
+
+
+def resolve(
+    policy: VersionPolicy, versions: Sequence[Published], quarantined: Sequence[Quarantine] = ()
+) -> Resolution:
+    """Pick the version to serve. Quarantined versions are skipped by every policy."""
+    if not versions:
+        return Resolution(None, "NoVersions", "no complete version (with modelapp.json) under the prefix yet")
+    usable = [v for v in versions if not any(q.covers(v) for q in quarantined)]
+    skipped = len(versions) - len(usable)
+    note = f" ({skipped} quarantined version{'s' if skipped != 1 else ''} skipped)" if skipped else ""
+    if policy.kind == "pinned":
+        match = next((v for v in usable if v.version == policy.value), None)
+        if match is None:
+            why = "is quarantined" if any(v.version == policy.value for v in versions) else "is not published"
+            return Resolution(None, "NoMatchingVersion", f"pinned version {policy.value} {why}")
+        return Resolution(match, "Resolved", f"{match.version} (pinned)")
+    if policy.kind == "semver":
+        rng = SemverRange.parse(policy.value)
+        candidates = [v for v in usable if (sv := SemVer.parse(v.version)) is not None and rng.matches(sv)]
+        if not candidates:
+            return Resolution(
+                None, "NoMatchingVersion", f"no version matches semver range {policy.value!r}{note}"
+            )
+        best = newest_first(candidates)[0]
+        return Resolution(best, "Resolved", f"{best.version} (newest in {policy.value!r}){note}")
+    if not usable:
+        return Resolution(None, "NoMatchingVersion", f"every published version is quarantined{note}")
+    best = newest_first(usable)[0]
+    return Resolution(best, "Resolved", f"{best.version} (latest){note}")
+
+
+def beats(
+    promotion: Promotion, candidate: dict[str, float] | None, serving: dict[str, float] | None
+) -> bool | None:
+    """Whether the candidate's metric beats the serving one's; None when either lacks the metric."""
+    if not candidate or not serving or promotion.metric not in candidate or promotion.metric not in serving:
+        return None
+    c, s = candidate[promotion.metric], serving[promotion.metric]
+    return c > s if promotion.maximize else c < s

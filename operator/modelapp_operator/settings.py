@@ -1,0 +1,68 @@
+"""Operator settings: one class, environment variables with the MODELAPP_OPERATOR_ prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from modelapp_operator.builders import Images
+
+
+class OperatorSettings(BaseSettings):
+    """How the operator runs; the chart sets these, tests override them."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELAPP_OPERATOR_", extra="ignore")
+
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Namespaces to watch (comma-separated); empty means every namespace."""
+
+    fetch_image: str = "ghcr.io/modelapp-dev/modelapp-operator:0.1.0"
+    """Image whose `modelapp fetch` downloads and verifies a model version (init containers, build Jobs)."""
+
+    scorer_image: str = "ghcr.io/modelapp-dev/scoring-service:0.1.0"
+    """Scoring-service image used when a ModelApp sets no serve.image (packaging InitContainer)."""
+
+    base_image: str = "ghcr.io/modelapp-dev/scoring-service:0.1.0"
+    """Base image models are baked onto when a ModelApp sets no build.baseImage (packaging Image)."""
+
+    kaniko_image: str = "cgr.dev/chainguard/kaniko:latest"
+    """Kaniko executor image for build Jobs (packaging Image)."""
+
+    metrics_port: int = 9090
+    """Port of the Prometheus /metrics endpoint; 0 turns it off."""
+
+    max_concurrent_reconciles: int = Field(default=16, ge=1)
+    """How many ModelApps are reconciled at once."""
+
+    resync_seconds: float = Field(default=300.0, gt=0)
+    """Each ModelApp is reconciled at least this often, even when nothing wakes it."""
+
+    first_listing_timeout: float = Field(default=30.0, gt=0)
+    """How long a reconcile waits for a new poller's first listing before reporting the store as unavailable."""
+
+    store_connection_timeout: float = Field(default=5.0, gt=0)
+    """Seconds to connect to the blob endpoint."""
+
+    store_retry_total: int = Field(default=1, ge=0)
+    """Retries of one blob request; the poller retries on its own schedule, so keep this low."""
+
+    @property
+    def images(self) -> Images:
+        return Images(
+            fetch=self.fetch_image, scorer=self.scorer_image, kaniko=self.kaniko_image, base=self.base_image
+        )
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> OperatorSettings:
+    return OperatorSettings()
