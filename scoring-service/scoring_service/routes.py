@@ -95,7 +95,7 @@ def _response(reply: Reply) -> Response:
 async def _body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None:
-        if not length.isdigit():
+        if not _is_uint(length):
             raise BadRequest("invalid Content-Length")
         if int(length) > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
@@ -129,11 +129,16 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
+def _is_uint(value: str) -> bool:
+    # str.isdigit() alone accepts "²" and other Unicode digits that int() then rejects.
+    return value.isascii() and value.isdigit()
+
+
 def _header_length(request: Request) -> int | None:
     value = request.headers.get(HEADER_LENGTH)
     if value is None:
         return None
-    if not value.isdigit():
+    if not _is_uint(value):
         raise BadRequest(f"invalid {HEADER_LENGTH}: {value!r}")
     return int(value)
 

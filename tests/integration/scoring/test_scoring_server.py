@@ -142,5 +142,7 @@ def test_dockerfile_matches_the_cli_and_the_repo() -> None:
         if line.startswith("COPY") and "--from=" not in line:
             for src in line.split()[1:-1]:
                 assert (REPO / src).exists(), src
-                assert not any(fnmatch.fnmatch(src, rule) for rule in ignore), f"{src} excluded by .dockerignore"
+                assert not any(fnmatch.fnmatch(src, rule) for rule in ignore), (
+                    f"{src} excluded by .dockerignore"
+                )
     assert {".venv", ".git", "bench/.work"} <= set(ignore)  # never ship the venv, history or bench work

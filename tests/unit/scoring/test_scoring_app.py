@@ -447,3 +447,14 @@ def test_openapi_documents_the_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "/v2/models/{name}/versions/{version}/infer" in paths
     assert "requestBody" in paths["/v2/models/{name}/infer"]["post"]
+
+
+@pytest.mark.parametrize("value", [b"-1", b"1e3", "\u00b2".encode("latin-1"), b""])
+def test_malformed_header_length_is_400(client: TestClient, value: bytes) -> None:
+    response = client.post(
+        "/v2/models/linear/infer",
+        content=orjson.dumps(infer_body()),
+        headers={"Inference-Header-Content-Length": value},
+    )
+    assert response.status_code == 400
+    assert "Inference-Header-Content-Length" in error_of(response)
