@@ -1,6 +1,6 @@
 """The practical Python ceiling: a bare ASGI app, orjson and onnxruntime, no framework, no checks.
 
-    MODEL=path/to/model.onnx uvicorn bench.scorer.bare_asgi:app --loop uvloop --http httptools
+MODEL=path/to/model.onnx uvicorn bench.scorer.bare_asgi:app --loop uvloop --http httptools
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+    if scope["path"] == "/health":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
     body = b""
     more = True
     while more:
@@ -40,8 +44,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
     (y,) = _session.run([_output], {tensor["name"]: x})
     out = orjson.dumps(
-        {"model_name": "diabetes", "outputs": [{"name": _output, "datatype": "FP32", "shape": list(y.shape), "data": y.reshape(-1)}]},
+        {
+            "model_name": "diabetes",
+            "outputs": [{"name": _output, "datatype": "FP32", "shape": list(y.shape), "data": y.reshape(-1)}],
+        },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
-    await send({"type": "http.response.start", "status": 200, "headers": [*_HEADERS, (b"content-length", str(len(out)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [*_HEADERS, (b"content-length", str(len(out)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": out})
