@@ -31,6 +31,7 @@ from modelapp_operator.store import (
     ManifestInvalid,
     StoreError,
     StoreOptions,
+    ContainerNotFound,
     VersionExists,
     download_verified,
     normalize_prefix,
@@ -295,6 +296,9 @@ def _publish_arguments(parser: argparse.ArgumentParser) -> None:
         help="metric recorded in the manifest (repeatable; overrides the local modelapp.json)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite the version if it already exists")
+    parser.add_argument(
+        "--create-container", action="store_true", help="create the container if it does not exist yet"
+    )
     add_store_arguments(parser)
 
 
@@ -325,10 +329,14 @@ async def publish(args: argparse.Namespace, settings: CliSettings) -> int:
     )
     store, prefix = open_store(args, settings)
     async with store:
+        if args.create_container:
+            await store.ensure_container()
         try:
             await store.upload_version(prefix, directory, manifest, overwrite=args.force)
         except VersionExists as exc:
             raise VersionExists(f"{exc}; use --force to overwrite it") from None
+        except ContainerNotFound as exc:
+            raise ContainerNotFound(f"{exc}; create it, or pass --create-container") from None
         where = store.location(prefix, manifest.version)
     print(
         f"published {manifest.name} {manifest.version} ({len(manifest.files)} files, "

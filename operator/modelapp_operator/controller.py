@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,7 @@ from modelapp_operator.store import (
 log = logging.getLogger(__name__)
 
 APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
 
 
 class Stopped(Protocol):
@@ -52,6 +54,14 @@ EventPoster = Callable[[dict[str, Any], Event], None]
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def _api_message(exc: ApiException) -> str:
+    """The API server's own message (a Status object); bodies of our writes never hold secrets."""
+    try:
+        return str(json.loads(exc.body).get("message", ""))[:500]
+    except (TypeError, ValueError, AttributeError):
+        return ""
 
 
 class Controller:
@@ -119,7 +129,9 @@ class Controller:
                 delay = await self.reconcile(key)
             except ApiException as exc:
                 metrics.RECONCILES.labels("error").inc()
-                log.warning("reconcile of %s failed: API %s %s", key, exc.status, exc.reason)
+                log.warning(
+                    "reconcile of %s failed: API %s %s: %s", key, exc.status, exc.reason, _api_message(exc)
+                )
                 return 5.0
             except Exception:
                 metrics.RECONCILES.labels("error").inc()
@@ -268,7 +280,7 @@ class Controller:
         if decided.status != previous:
             patch = {k: None for k in previous if k not in decided.status} | decided.status
             await self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, ns, PLURAL, name, {"status": patch}
+                GROUP, VERSION, ns, PLURAL, name, {"status": patch}, _content_type=MERGE
             )
         for event in decided.events:
             self.post_event(app, event)

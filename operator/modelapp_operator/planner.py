@@ -328,12 +328,14 @@ def _start_pending(obs: Observed, st: _Status, p: Plan, target: Target, template
         "templateHash": template_hash,
         "since": rfc3339(obs.now),
     }
-    p.events.append(
-        Event(
-            "Normal", Reason.ROLLOUT_STARTED, f"rolling out model version {target.version} ({target.image})"
-        )
+    serving = (st.data.get("servingVersion") or {}).get("version")
+    what = (
+        f"a spec change (image {target.image}) with model version {target.version}"
+        if serving == target.version
+        else f"model version {target.version} ({target.image})"
     )
-    st.record("RolloutStarted", target.version, image=target.image)
+    p.events.append(Event("Normal", Reason.ROLLOUT_STARTED, f"rolling out {what}"))
+    st.record("RolloutStarted", target.version, image=target.image, message=f"rolling out {what}")
 
 
 def _follow(
