@@ -59,7 +59,7 @@ def utcnow() -> datetime:
 def _api_message(exc: ApiException) -> str:
     """The API server's own message (a Status object); bodies of our writes never hold secrets."""
     try:
-        return str(json.loads(exc.body).get("message", ""))[:500]
+        return str(json.loads(exc.body or "{}").get("message", ""))[:500]
     except (TypeError, ValueError, AttributeError):
         return ""
 
@@ -279,7 +279,9 @@ class Controller:
         previous = app.get("status") or {}
         if decided.status != previous:
             patch = {k: None for k in previous if k not in decided.status} | decided.status
-            await self.custom.patch_namespaced_custom_object_status(
+            # The generated client takes _content_type at run time but its stubs do not declare it;
+            # without it, custom objects are patched as JSON Patch.
+            await self.custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
                 GROUP, VERSION, ns, PLURAL, name, {"status": patch}, _content_type=MERGE
             )
         for event in decided.events:
