@@ -12,12 +12,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from scoring_service import __version__
 from scoring_service.errors import ScoringError
 from scoring_service.metrics import Metrics
 from scoring_service.repository import ModelRepository
-from scoring_service.routes import InferFastPath, router
+from scoring_service.routes import INFER_PATH, fast_infer, router
 from scoring_service.service import DataPlane
 from scoring_service.settings import Settings, get_settings
 
@@ -49,6 +50,33 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return _error(500, "internal error")
 
 
+class ScoringApp(FastAPI):
+    """FastAPI, with POST .../infer answered before FastAPI's per-request work (see `fast_infer`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = INFER_PATH.fullmatch(scope["path"])
+            if match is not None:
+                try:
+                    await fast_infer(self.state.dataplane, scope, receive, send, match)
+                except Exception:
+                    # Outside FastAPI's error middleware: keep its contract (log, 500, JSON body).
+                    log.exception("unhandled error on POST %s", scope["path"])
+                    await _send_500(send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+async def _send_500(send: Send) -> None:
+    body = b'{"error":"internal error"}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    try:
+        await send({"type": "http.response.start", "status": 500, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    except Exception:  # response already started: nothing more can be said to this client
+        log.debug("could not send the 500 response", exc_info=True)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = Metrics()
@@ -65,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         yield
 
-    app = FastAPI(
+    app = ScoringApp(
         title="ModelApp scoring service",
         version=__version__,
         description="ONNX models over the Open Inference Protocol (KServe V2 REST) and the seeds' API.",
@@ -78,7 +106,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(InferFastPath)
     return app
 
 

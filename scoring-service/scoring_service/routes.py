@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from scoring_service.errors import BadRequest, PayloadTooLarge, ScoringError, UnsupportedMediaType
 from scoring_service.metrics import CONTENT_TYPE
@@ -17,6 +19,7 @@ from scoring_service.service import DataPlane, Reply
 
 JSON = "application/json"
 HEADER_LENGTH = "Inference-Header-Content-Length"
+HEADER_LENGTH_KEY = HEADER_LENGTH.lower()
 
 router = APIRouter()
 
@@ -92,23 +95,29 @@ def _response(reply: Reply) -> Response:
     )
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
+async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
+    """The whole request body, refusing more than `limit` bytes before buffering them."""
+    length = headers.get("content-length")
     if length is not None:
         if not _is_uint(length):
             raise BadRequest("invalid Content-Length")
         if int(length) > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-        body = await request.body()
-    else:  # chunked: enforce the limit while reading, not after buffering everything
-        parts, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
-            parts.append(chunk)
-        body = b"".join(parts)
-    encoding = request.headers.get("content-encoding")
+    parts: list[bytes] = []
+    size = 0
+    while True:  # chunked bodies have no Content-Length: enforce the limit while reading
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = parts[0] if len(parts) == 1 else b"".join(parts)
+    encoding = headers.get("content-encoding")
     if encoding is not None and encoding != "identity":
         body = _decompress(body, encoding, limit)
     return body
@@ -134,8 +143,8 @@ def _is_uint(value: str) -> bool:
     return value.isascii() and value.isdigit()
 
 
-def _header_length(request: Request) -> int | None:
-    value = request.headers.get(HEADER_LENGTH)
+def _header_length(headers: Mapping[str, str]) -> int | None:
+    value = headers.get(HEADER_LENGTH_KEY)
     if value is None:
         return None
     if not _is_uint(value):
@@ -143,13 +152,19 @@ def _header_length(request: Request) -> int | None:
     return int(value)
 
 
+async def handle_infer(
+    plane: DataPlane, headers: Mapping[str, str], receive: Receive, name: str, version: str | None
+) -> Reply:
+    """POST .../infer for both the FastAPI route and the fast path: one implementation."""
+    body = await read_body(receive, headers, plane.settings.max_request_bytes)
+    return await plane.infer(name, version, body, _header_length(headers))
+
+
 # -- inference first: the router matches in order and these are the hot paths ---------------
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
-    plane = _plane(request)
-    body = await _body(request, plane.settings.max_request_bytes)
-    return _response(await plane.infer(name, version, body, _header_length(request)))
+    return _response(await handle_infer(_plane(request), request.headers, request.receive, name, version))
 
 
 @router.post("/v2/models/{name}/infer", tags=["inference"], openapi_extra=_INFER_BODY)
@@ -165,7 +180,9 @@ async def infer_version(request: Request, name: str, version: str) -> Response:
 @router.post("/score", tags=["seed API"], openapi_extra=_SCORE_BODY)
 async def score(request: Request) -> Response:
     plane = _plane(request)
-    return _response(await plane.score(await _body(request, plane.settings.max_request_bytes)))
+    return _response(
+        await plane.score(await read_body(request.receive, request.headers, plane.settings.max_request_bytes))
+    )
 
 
 # -- health, metadata ------------------------------------------------------------------------
@@ -218,32 +235,34 @@ async def metrics(request: Request) -> Response:
 
 # -- fast path -------------------------------------------------------------------------------
 
-_INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+_OCTET = b"application/octet-stream"
+_JSON = JSON.encode()
 
 
-class InferFastPath:
-    """Pure ASGI middleware that sends POST .../infer straight to the handler above.
+async def fast_infer(
+    plane: DataPlane, scope: Scope, receive: Receive, send: Send, match: re.Match[str]
+) -> None:
+    """Serve POST .../infer straight from ASGI, without FastAPI's per-request machinery.
 
-    FastAPI's per-request work for a routed endpoint (route scan, dependency solving, exception
-    middleware) costs about as much as running a small model; skipping it roughly doubles
-    throughput. The routes stay registered for everything else (OpenAPI, docs, other methods).
+    FastAPI's work around a routed endpoint (telemetry probe, middleware, route scan, dependency
+    solving, Request/Response objects) costs about as much as running a small model. The route
+    declarations stay (OpenAPI, docs) and call the same `handle_infer`.
     """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            match = _INFER_PATH.fullmatch(scope["path"])
-            if match is not None:
-                request = Request(scope, receive)
-                name, version = match.groups()
-                try:
-                    response = await _infer(request, name, version)
-                except ScoringError as exc:
-                    response = Response(
-                        orjson.dumps({"error": exc.message}), exc.status_code, media_type=JSON
-                    )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    try:
+        reply = await handle_infer(plane, headers, receive, match[1], match[2])
+    except ScoringError as exc:
+        reply = Reply(exc.status_code, orjson.dumps({"error": exc.message}))
+    except ClientDisconnect:
+        return
+    if reply.header_length is None:
+        response_headers = [(b"content-type", _JSON), (b"content-length", str(len(reply.body)).encode())]
+    else:
+        response_headers = [
+            (b"content-type", _OCTET),
+            (b"content-length", str(len(reply.body)).encode()),
+            (HEADER_LENGTH_KEY.encode(), str(reply.header_length).encode()),
+        ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
+    await send({"type": "http.response.body", "body": reply.body})

@@ -52,6 +52,10 @@ class DataPlane:
         self.repo = repository
         self.metrics = metrics
         self._inline_max = settings.inline_max_elements
+        # prometheus_client's labels() takes a lock and builds a key on every call; the label sets
+        # here are few and bounded (loaded models x endpoints x codes), so resolve each once.
+        self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        self._inference_children: dict[tuple[str, str], Any] = {}
 
     # -- health and metadata -----------------------------------------------------------------
 
@@ -265,9 +269,12 @@ class DataPlane:
             results = model.run(feeds, outputs)
         else:
             results = await anyio.to_thread.run_sync(model.run, feeds, outputs)
-        self.metrics.inference_latency.labels(served.name, served.version).observe(
-            time.perf_counter() - start
-        )
+        elapsed = time.perf_counter() - start
+        key = (served.name, served.version)
+        child = self._inference_children.get(key)
+        if child is None:
+            child = self._inference_children[key] = self.metrics.inference_latency.labels(*key)
+        child.observe(elapsed)
         return results
 
     def _infer_reply(
@@ -379,8 +386,15 @@ class DataPlane:
 
     def _observe(self, served: ServedModel | None, endpoint: str, code: int, start: float) -> None:
         name, version = (served.name, served.version) if served else ("", "")
-        self.metrics.requests.labels(name, version, endpoint, str(code)).inc()
-        self.metrics.request_latency.labels(name, version, endpoint).observe(time.perf_counter() - start)
+        key = (name, version, endpoint, code)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.metrics.requests.labels(name, version, endpoint, str(code)),
+                self.metrics.request_latency.labels(name, version, endpoint),
+            )
+        children[0].inc()
+        children[1].observe(time.perf_counter() - start)
 
 
 def _is_images(payload: Any) -> bool:
