@@ -5,6 +5,7 @@
 #   hack/cluster.sh up [azurite]   start everything (or only Azurite); a no-op for what already runs
 #   hack/cluster.sh down           stop everything this script started, leaving no process behind
 #   hack/cluster.sh status         say what runs
+#   hack/cluster.sh stop NAME      stop one component (tests use it to simulate an outage)
 #
 # State lives in .local/: kubeconfig, pki/, logs/, run/ (pid files), data/.
 set -euo pipefail
@@ -243,5 +244,6 @@ case "${1:-}" in
   up) cmd_up "${2:-all}" ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up [azurite] | down | status" >&2; exit 2 ;;
+  stop) [[ -n "${2:-}" ]] || { echo "usage: $0 stop COMPONENT" >&2; exit 2; }; stop_component "$2" ;;
+  *) echo "usage: $0 up [azurite] | down | status | stop COMPONENT" >&2; exit 2 ;;
 esac

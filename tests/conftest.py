@@ -70,3 +70,69 @@ def namespace(k8s: object) -> Iterator[str]:
     wait_until(has_default_sa, timeout=60, what=f"the default ServiceAccount in {name}")
     yield name
     api.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture(scope="session")
+def crds(testbed: Path) -> None:
+    """The project's CRDs, applied to the test bed as `kubectl apply -f crds/` would."""
+    from testbed import REPO, kubectl
+
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/modelapps.modelapp.dev", "--timeout=60s")
+
+
+@pytest.fixture
+def blob_container(azurite: Azurite) -> Iterator[str]:
+    """A fresh, empty blob container in Azurite, deleted afterwards."""
+    from azure.storage.blob import BlobServiceClient
+
+    svc = BlobServiceClient.from_connection_string(azurite.connection_string)
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    svc.create_container(name)
+    yield name
+    svc.delete_container(name)
+
+
+@pytest.fixture(scope="session")
+def diabetes_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The diabetes example bundle, trained once per session."""
+    from operator_kit import train_example
+
+    return train_example("diabetes", tmp_path_factory.mktemp("bundles") / "diabetes")
+
+
+@pytest.fixture
+def blob_secret(namespace: str, azurite: Azurite) -> str:
+    """A Secret holding Azurite's connection string, as a user would create it."""
+    from testbed import kubectl
+
+    kubectl(
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        "blob-creds",
+        f"--from-literal=connectionString={azurite.connection_string}",
+    )
+    return "blob-creds"
+
+
+@pytest.fixture
+def operator_factory(namespace: str, crds: None, tmp_path: Path) -> Iterator[object]:
+    """Starts `modelapp-operator` processes for the test's namespace; stops them all afterwards."""
+    from operator_kit import OperatorProcess
+
+    started: list[OperatorProcess] = []
+
+    def start(**env: str) -> OperatorProcess:
+        op = OperatorProcess(namespace, tmp_path / f"operator-{len(started)}.log", env=env).start()
+        started.append(op)
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
+    for op in started:
+        if op.log:
+            print(f"--- {op.log_path.name} (tail)\n{op.log[-3000:]}")

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger("azure").setLevel(logging.WARNING)
+    if not args.verbose:
+        # kopf logs every handler call at INFO; our own logs say what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,

@@ -16,6 +16,7 @@ from modelapp_operator.spec import AppSpec
 
 HISTORY_LIMIT = 20
 ROLLING_REQUEUE = 5.0
+STALLED_REQUEUE = 10.0
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,9 @@ def plan(obs: Observed, images: Images) -> Plan:
     p.status = st.data
     if st.data.get("pending") and p.requeue_after is None:
         p.requeue_after = ROLLING_REQUEUE
+    if obs.stalled and p.requeue_after is None:
+        # Secrets are not watched (least privilege), so look again soon for the one that is missing.
+        p.requeue_after = STALLED_REQUEUE
     return p
 
 
