@@ -28,10 +28,10 @@ from modelapp_operator.bundle import (
 from modelapp_operator.store import (
     AzureBlobStore,
     BlobCredentials,
+    ContainerNotFound,
     ManifestInvalid,
     StoreError,
     StoreOptions,
-    ContainerNotFound,
     VersionExists,
     download_verified,
     normalize_prefix,
