@@ -458,3 +458,41 @@ def test_malformed_header_length_is_400(client: TestClient, value: bytes) -> Non
     )
     assert response.status_code == 400
     assert "Inference-Header-Content-Length" in error_of(response)
+
+
+async def test_fast_path_and_fastapi_route_answer_identically(model_dir: Path) -> None:
+    """The fast path skips FastAPI; the declared route must still behave exactly the same."""
+    from fastapi import FastAPI
+    from scoring_service import asgi
+    from scoring_service.app import create_app
+    from scoring_service.settings import Settings
+
+    app = create_app(Settings(model_dir=model_dir))
+
+    async def routed(scope: Any, receive: Any, send: Any) -> None:
+        await FastAPI.__call__(app, scope, receive, send)  # skip ScoringApp.__call__'s fast path
+
+    rows = np.asarray(ROWS, dtype=np.float32)
+    head = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3],
+                                     "parameters": {"binary_data_size": rows.nbytes}}],
+                         "parameters": {"binary_data_output": True}})  # fmt: skip
+    cases = [
+        ("/v2/models/linear/infer", orjson.dumps(infer_body(id="a")), {}),
+        ("/v2/models/linear/versions/1/infer", orjson.dumps(infer_body()), {}),
+        (
+            "/v2/models/linear/infer",
+            head + rows.tobytes(),
+            {"Inference-Header-Content-Length": str(len(head))},
+        ),
+        ("/v2/models/linear/infer", b"{", {}),
+        ("/v2/models/nope/infer", orjson.dumps(infer_body()), {}),
+    ]
+    async with app.router.lifespan_context(app):
+        for path, body, headers in cases:
+            fast = await asgi.request(app, "POST", path, body, headers)
+            slow = await asgi.request(routed, "POST", path, body, headers)
+            assert (fast.status, fast.body) == (slow.status, slow.body), path
+            assert fast.headers.get("inference-header-content-length") == slow.headers.get(
+                "inference-header-content-length"
+            )
+            assert fast.headers["content-type"].split(";")[0] == slow.headers["content-type"].split(";")[0]
