@@ -21,9 +21,8 @@ from sklearn.metrics import mean_squared_error, r2_score
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import SEED, TARGET_OPSET, created_time, fresh_dir, parse_args, write_json  # noqa: E402
-
-from scoring_service.bundle import write_manifest  # noqa: E402
+from _common import SEED, TARGET_OPSET, created_time, fresh_dir, parse_args, write_json
+from scoring_service.bundle import write_manifest
 
 NAME = "diabetes"
 N_FEATURES = 10
@@ -62,7 +61,12 @@ def contract(model: Ridge, rows: np.ndarray[Any, Any]) -> dict[str, Any]:
                 "request": {
                     "id": "contract-diabetes-1",
                     "inputs": [
-                        {"name": "input", "datatype": "FP32", "shape": list(rows.shape), "data": rows.tolist()}
+                        {
+                            "name": "input",
+                            "datatype": "FP32",
+                            "shape": list(rows.shape),
+                            "data": rows.tolist(),
+                        }
                     ],
                 },
                 "expected": {
@@ -78,7 +82,9 @@ def contract(model: Ridge, rows: np.ndarray[Any, Any]) -> dict[str, Any]:
             },
             {
                 "name": "wrong feature count is a 400",
-                "request": {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]},
+                "request": {
+                    "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]
+                },
                 "expected": {"status": 400, "error_contains": "shape"},
             },
         ],

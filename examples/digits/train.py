@@ -25,9 +25,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import SEED, TARGET_OPSET, created_time, fresh_dir, parse_args, write_json  # noqa: E402
-
-from scoring_service.bundle import write_manifest  # noqa: E402
+from _common import SEED, TARGET_OPSET, created_time, fresh_dir, parse_args, write_json
+from scoring_service.bundle import write_manifest
 
 NAME = "digits"
 SIDE = 8
@@ -116,7 +115,9 @@ def contract(model: LogisticRegression, rows: np.ndarray[Any, Any]) -> dict[str,
             {
                 "name": "raw 64-feature tensor",
                 "request": {
-                    "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64], "data": seen[0].tolist()}],
+                    "inputs": [
+                        {"name": "input", "datatype": "FP32", "shape": [1, 64], "data": seen[0].tolist()}
+                    ],
                     "outputs": [{"name": "label"}],
                 },
                 "expected": {"outputs": [{"name": "label", "shape": [1], "data": [int(labels[0])]}]},
@@ -124,7 +125,9 @@ def contract(model: LogisticRegression, rows: np.ndarray[Any, Any]) -> dict[str,
             {
                 "name": "bytes that are not an image are a 400",
                 "request": {
-                    "inputs": [{"name": "input", "datatype": "BYTES", "shape": [1], "data": ["bm90IGFuIGltYWdl"]}]
+                    "inputs": [
+                        {"name": "input", "datatype": "BYTES", "shape": [1], "data": ["bm90IGFuIGltYWdl"]}
+                    ]
                 },
                 "expected": {"status": 400, "error_contains": "image"},
             },
@@ -148,7 +151,9 @@ def main() -> None:
         contract="contract.json",
         created=created_time(),
     )
-    print(f"wrote {out} ({NAME} {args.version}, accuracy={metrics['accuracy']:.4f}, sha256={manifest['sha256'][:12]})")
+    print(
+        f"wrote {out} ({NAME} {args.version}, accuracy={metrics['accuracy']:.4f}, sha256={manifest['sha256'][:12]})"
+    )
 
 
 if __name__ == "__main__":
