@@ -212,6 +212,19 @@ def run_wrk(wrk: str, url: str, body_file: Path, headers: dict[str, str], connec
     return result
 
 
+def median_result(name: str, runs: list[Result]) -> Result:
+    def med(values: list[float]) -> float:
+        return float(np.median(values))
+
+    return Result(
+        name=name,
+        rps=med([r.rps for r in runs]),
+        p50_ms=med([r.p50_ms for r in runs]),
+        p99_ms=med([r.p99_ms for r in runs]),
+        errors=sum(r.errors for r in runs),
+    )
+
+
 def to_result(name: str, raw: dict[str, Any]) -> Result:
     return Result(
         name=name,
@@ -254,8 +267,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per measured run")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds per server (median reported)"
+    )
     parser.add_argument("--server-core", default="0")
     parser.add_argument("--client-core", default="1")
     parser.add_argument("--skip-mlserver", action="store_true", help="skip MLServer (no PyPI access)")
@@ -265,6 +281,7 @@ def main() -> int:
     busy = subprocess.run(["pgrep", "-f", "go build"], capture_output=True, text=True).stdout.split()
     if busy:
         log(f"WARNING: 'go build' is running (pids {' '.join(busy)}): figures will be distorted")
+    log(f"load average before the run: {os.getloadavg()[0]:.2f} (2 idle cores read ~0)")
     wrk = ensure_wrk()
     bundle, mlserver_model, image_bundle = prepare_models()
 
@@ -272,52 +289,49 @@ def main() -> int:
     body = WORK / "diabetes-1row.json"
     body.write_bytes(json.dumps(payload).encode())
     json_headers = {"Content-Type": "application/json"}
-    results: list[Result] = []
 
-    def measure(name: str, url: str) -> None:
-        post(url, body.read_bytes(), json_headers)  # one correct answer before load
-        raw = run_wrk(wrk, url, body, json_headers, args.connections, args.duration, args.client_core)
-        result = to_result(name, raw)
-        log(f"{name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
-            f"errors {result.errors}")  # fmt: skip
-        results.append(result)
-
-    # 1. Our scorer.
-    port = free_port()
-    ours = Running(
-        [str(VENV_BIN / "scoring-service"), "serve", "--model-dir", str(bundle), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        {"SCORING_LOG_LEVEL": "warning"}, f"http://127.0.0.1:{port}/v2/health/ready", args.server_core, "scorer",
-    )  # fmt: skip
+    # All servers start up front (idle, they cost nothing) and are measured in alternating rounds,
+    # so background load drifting during the run hits every server alike; medians are reported.
+    servers: list[tuple[str, Running, str]] = []
     try:
-        measure("scoring-service", f"http://127.0.0.1:{port}/v2/models/diabetes/infer")
-    finally:
-        ours.stop()
-
-    # 2. The bare ASGI ceiling: same model file, same uvicorn loop and parser, nothing else.
-    port = free_port()
-    bare = _start_bare(bundle, port, args.server_core)
-    try:
-        measure("bare ASGI ceiling", f"http://127.0.0.1:{port}/v2/models/diabetes/infer")
-    finally:
-        bare.stop()
-
-    # 3. MLServer + mlserver-sklearn, same trained model (joblib), its best settings.
-    if not args.skip_mlserver:
-        mlserver = ensure_mlserver()
         port = free_port()
-        root = write_mlserver_config(mlserver_model, port)
-        server = Running(
-            [str(mlserver), "start", str(root)],
-            {"MLSERVER_PARALLEL_WORKERS": "0"},
-            f"http://127.0.0.1:{port}/v2/models/diabetes/ready",
-            args.server_core,
-            "mlserver",
-        )
-        try:
-            measure("MLServer (mlserver-sklearn)", f"http://127.0.0.1:{port}/v2/models/diabetes/infer")
-        finally:
+        ours = Running(
+            [str(VENV_BIN / "scoring-service"), "serve", "--model-dir", str(bundle), "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "1"],
+            {"SCORING_LOG_LEVEL": "warning"}, f"http://127.0.0.1:{port}/v2/health/ready", args.server_core, "scorer",
+        )  # fmt: skip
+        servers.append(("scoring-service", ours, f"http://127.0.0.1:{port}/v2/models/diabetes/infer"))
+        # The bare ASGI ceiling: same model file, same uvicorn loop and parser, nothing else.
+        port = free_port()
+        bare = _start_bare(bundle, port, args.server_core)
+        servers.append(("bare ASGI ceiling", bare, f"http://127.0.0.1:{port}/v2/models/diabetes/infer"))
+        # MLServer + mlserver-sklearn, the same trained model (joblib), its best settings.
+        if not args.skip_mlserver:
+            mlserver = ensure_mlserver()
+            port = free_port()
+            root = write_mlserver_config(mlserver_model, port)
+            ml = Running(
+                [str(mlserver), "start", str(root)], {"MLSERVER_PARALLEL_WORKERS": "0"},
+                f"http://127.0.0.1:{port}/v2/models/diabetes/ready", args.server_core, "mlserver",
+            )  # fmt: skip
+            servers.append(
+                ("MLServer (mlserver-sklearn)", ml, f"http://127.0.0.1:{port}/v2/models/diabetes/infer")
+            )
+
+        runs: dict[str, list[Result]] = {name: [] for name, _, _ in servers}
+        for _name, _, url in servers:
+            post(url, body.read_bytes(), json_headers)  # one correct answer before any load
+        for round_no in range(1, args.rounds + 1):
+            for name, _, url in servers:
+                raw = run_wrk(wrk, url, body, json_headers, args.connections, args.duration, args.client_core)
+                result = to_result(name, raw)
+                runs[name].append(result)
+                log(f"round {round_no} {name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+                    f"p99 {result.p99_ms:.2f} ms, errors {result.errors}")  # fmt: skip
+    finally:
+        for _, server, _ in servers:
             server.stop()
+    results = [median_result(name, rs) for name, rs in runs.items()]
 
     # 4. JSON vs binary tensors, 1x3x224x224 FP32, on our scorer (1 connection: latency, not queueing).
     encoding = compare_encodings(wrk, image_bundle, args)
