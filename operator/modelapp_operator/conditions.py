@@ -30,7 +30,7 @@ def merge_conditions(
     out = []
     for cond in desired:
         prior = old.get(cond.type)
-        flipped = prior is None or prior.get("status") != cond.status
+        flipped = prior is None or prior.get("status") != cond.status or not prior.get("lastTransitionTime")
         out.append(
             {
                 "type": cond.type,
