@@ -1,0 +1,43 @@
+"""The pure core stays pure: importing it pulls in no Kubernetes, kopf or Azure client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+PURE = ["policy", "spec", "conditions", "builders", "planner", "names", "bundle"]
+FORBIDDEN = ("kopf", "kubernetes_asyncio", "kubernetes", "azure")
+
+_PROBE = """
+import importlib, json, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _imported(*modules: str) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, *modules], check=True, capture_output=True, text=True, timeout=120
+    ).stdout
+    loaded: list[str] = json.loads(out)
+    return loaded
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_imports_no_cluster_or_cloud_client(module: str) -> None:
+    loaded = _imported(f"modelapp_operator.{module}")
+    assert f"modelapp_operator.{module}" in loaded
+    leaked = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN)
+    assert leaked == [], f"modelapp_operator.{module} imports {leaked}"
+
+
+def test_the_probe_can_see_a_forbidden_import() -> None:
+    # The controller is the I/O layer: it does import kubernetes_asyncio, so the check above can fail.
+    loaded = _imported("modelapp_operator.controller")
+    assert "kubernetes_asyncio" in loaded
