@@ -72,14 +72,15 @@ ClusterRole (every namespace) or into a Role per watched namespace. Every rule s
   resources: [modelapps/status]
   verbs: [patch]
 # kopf watches the Deployments the operator manages (rollout progress wakes their ModelApp); the controller
-# reads one by name and server-side applies it (an apply PATCH also creates a missing object).
+# reads one by name and server-side applies it. An apply PATCH that creates the object is authorized as
+# `create` too (checked on the test bed: without it, 403 "cannot create resource deployments").
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, patch]
-# The controller reads the app's Service by name and server-side applies it (PATCH creates it).
+  verbs: [get, list, watch, create, patch]
+# The controller reads the app's Service by name and server-side applies it (create on first apply).
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, patch]
+  verbs: [get, create, patch]
 # The Secret a ModelApp names in auth.secretRef, read by name only: never list or watch.
 - apiGroups: [""]
   resources: [secrets]
