@@ -9,12 +9,16 @@ from typing import Any
 import orjson
 
 from modelapp_operator.names import (
+    ANN_BUILD_HASH,
+    ANN_IMAGE,
     ANN_LAST_GOOD,
     ANN_MODEL_SHA256,
     ANN_MODEL_VERSION,
     ANN_SPEC_HASH,
     ANN_TEMPLATE_HASH,
+    COMPONENT_BUILD,
     COMPONENT_SERVER,
+    COMPONENT_VERIFY,
     common_labels,
     owner_reference,
     selector_labels,
@@ -230,3 +234,166 @@ def parse_last_good(annotation: str | None) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
+
+
+# --- Image packaging: build and verify Jobs -------------------------------------------------------
+
+KANIKO_DOCKER_CONFIG = "/kaniko/.docker"
+BUILD_TTL_SECONDS = 86400
+VERIFY_DEADLINE_SECONDS = 600
+
+
+def build_hash(spec: AppSpec, images: Images, version: str, sha256: str) -> str:
+    """What a build produces depends on these and nothing else: equal hashes never build twice."""
+    build = spec.build
+    assert build is not None
+    return short_hash(
+        {
+            "version": version,
+            "sha256": sha256,
+            "base": build.base_image or images.base,
+            "destination": build.destination,
+            "kaniko": build.kaniko_image or images.kaniko,
+            "cache": build.cache,
+            "model": spec.model_name,
+        }
+    )
+
+
+def image_tag(version: str, sha256: str) -> str:
+    """An OCI tag from the model version and a content hash (tags allow [A-Za-z0-9_.-], 128 chars)."""
+    safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in version).lstrip(".-")
+    return f"{safe[:100]}-{sha256[:12]}"
+
+
+def job_name(app_name: str, kind: str, digest: str) -> str:
+    # ModelApp names are at most 52 characters (the CRD says so): 52 + 3 + 8 = 63, a valid label value.
+    return f"{app_name}-{kind[0]}-{digest[:8]}"
+
+
+def _job(
+    app: dict[str, Any],
+    name: str,
+    component: str,
+    deadline: int,
+    pod: dict[str, Any],
+    annotations: dict[str, str],
+) -> dict[str, Any]:
+    app_name = app["metadata"]["name"]
+    labels = common_labels(app_name, component)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": app["metadata"]["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(app)],
+        },
+        "spec": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": deadline,
+            "ttlSecondsAfterFinished": BUILD_TTL_SECONDS,
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod},
+        },
+    }
+
+
+def build_job(
+    app: dict[str, Any], spec: AppSpec, images: Images, version: str, sha256: str, source_url: str
+) -> dict[str, Any]:
+    """The Kaniko Job that bakes a verified model version into an image and pushes it."""
+    build = spec.build
+    assert build is not None
+    digest = build_hash(spec, images, version, sha256)
+    base = build.base_image or images.base
+    fetch = fetch_container(spec, images, version, "/workspace")
+    fetch["args"] += ["--dockerfile", "--base-image", base, "--source", source_url]
+    fetch["volumeMounts"] = [
+        {"name": "workspace", "mountPath": "/workspace"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    args = [
+        "--context=dir:///workspace",
+        "--dockerfile=/workspace/Dockerfile",
+        f"--destination={build.destination}:{image_tag(version, sha256)}",
+        "--digest-file=/dev/termination-log",
+        "--snapshot-mode=redo",
+        "--single-snapshot",
+    ]
+    if build.cache:
+        args += ["--cache=true", f"--cache-repo={build.destination}/cache", "--cache-ttl=168h"]
+    kaniko = {
+        "name": "kaniko",
+        "image": build.kaniko_image or images.kaniko,
+        "args": args,
+        "env": [{"name": "DOCKER_CONFIG", "value": KANIKO_DOCKER_CONFIG}],
+        "volumeMounts": [
+            {"name": "workspace", "mountPath": "/workspace"},
+            {"name": "docker-config", "mountPath": KANIKO_DOCKER_CONFIG, "readOnly": True},
+        ],
+        # Kaniko unpacks the base image's filesystem, so it runs as root; it needs no privilege
+        # escalation and no host access.
+        "securityContext": {
+            "runAsUser": 0,
+            "runAsNonRoot": False,
+            "allowPrivilegeEscalation": False,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
+    }
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "initContainers": [fetch],
+        "containers": [kaniko],
+        "volumes": [
+            {"name": "workspace", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+            {
+                "name": "docker-config",
+                "secret": {
+                    "secretName": build.push_secret,
+                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                },
+            },
+        ],
+    }
+    if spec.service_account:
+        pod["serviceAccountName"] = spec.service_account
+    annotations = {ANN_MODEL_VERSION: version, ANN_MODEL_SHA256: sha256, ANN_BUILD_HASH: digest}
+    return _job(
+        app,
+        job_name(app["metadata"]["name"], "build", digest),
+        COMPONENT_BUILD,
+        build.timeout_seconds,
+        pod,
+        annotations,
+    )
+
+
+def verify_job(app: dict[str, Any], spec: AppSpec, image: str, version: str, sha256: str) -> dict[str, Any]:
+    """The contract-test Job: the new image runs `scoring-service smoke` on the model baked into it."""
+    smoke = {
+        "name": "smoke",
+        "image": image,
+        "args": ["smoke", "--model-dir", MODELS_DIR],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": container_security_context(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": copy.deepcopy(spec.resources)
+        if spec.resources
+        else {"requests": {"cpu": "250m", "memory": "256Mi"}},
+    }
+    pod = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "containers": [smoke],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    annotations = {ANN_MODEL_VERSION: version, ANN_MODEL_SHA256: sha256, ANN_IMAGE: image}
+    name = job_name(app["metadata"]["name"], "verify", short_hash({"image": image, "v": version}))
+    return _job(app, name, COMPONENT_VERIFY, VERIFY_DEADLINE_SECONDS, pod, annotations)

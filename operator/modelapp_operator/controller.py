@@ -17,11 +17,13 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from modelapp_operator import builders, metrics
+from modelapp_operator.gates import JobState, effective_quarantine
 from modelapp_operator.names import (
     ANN_LAST_GOOD,
     ANN_SPEC_HASH,
     FIELD_MANAGER,
     GROUP,
+    LABEL_MODELAPP,
     PLURAL,
     VERSION,
     Reason,
@@ -78,6 +80,7 @@ class Controller:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
+        self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.settings = settings
         self.post_event = post_event
@@ -172,9 +175,12 @@ class Controller:
                 key, endpoint, Subscription(spec.source.prefix, spec.poll_interval)
             )
             await poller.first_listing(self.settings.first_listing_timeout)
-            store = await self._store_view(key, spec, poller, app.get("status") or {})
-        deployment, service_exists = await asyncio.gather(self._deployment(key), self._service_exists(key))
-        return Observed(app, spec, store, deployment, service_exists, self.clock(), stalled)
+            annotations = app["metadata"].get("annotations") or {}
+            store = await self._store_view(key, spec, poller, app.get("status") or {}, annotations)
+        deployment, service_exists, jobs = await asyncio.gather(
+            self._deployment(key), self._service_exists(key), self._jobs(key, spec)
+        )
+        return Observed(app, spec, store, deployment, service_exists, self.clock(), stalled, jobs)
 
     async def _endpoint(self, key: AppKey, spec: AppSpec) -> tuple[Endpoint | None, tuple[str, str] | None]:
         src = spec.source
@@ -206,14 +212,17 @@ class Controller:
         return endpoint, None
 
     async def _store_view(
-        self, key: AppKey, spec: AppSpec, poller: ContainerPoller, status: dict[str, Any]
+        self,
+        key: AppKey,
+        spec: AppSpec,
+        poller: ContainerPoller,
+        status: dict[str, Any],
+        annotations: dict[str, str],
     ) -> StoreView:
         versions, problem = poller.view(key, spec.source.prefix)
         if versions is None:
             return StoreView(None, problem)
-        quarantined = [
-            Quarantine(q.get("version", ""), q.get("etag", "")) for q in status.get("quarantined", [])
-        ]
+        quarantined = effective_quarantine(status, annotations)
         manifests: dict[str, ManifestInfo] = {}
         invalid: list[str] = []
         # The newest version (for latestVersion) and the one the policy picks; an unusable manifest
@@ -261,6 +270,46 @@ class Controller:
             deadline_exceeded=deadline,
         )
 
+    async def _jobs(self, key: AppKey, spec: AppSpec) -> dict[str, JobState]:
+        """This app's build and verify Jobs; finished ones with the tail of their termination message."""
+        if spec.packaging != "Image":
+            return {}
+        jobs = await self.batch.list_namespaced_job(
+            key.namespace, label_selector=f"{LABEL_MODELAPP}={key.name}"
+        )
+        out: dict[str, JobState] = {}
+        for job in jobs.items:
+            st = job.status
+            conditions = {c.type: c for c in st.conditions or [] if c.status == "True"}
+            done_ok = "Complete" in conditions or "SuccessCriteriaMet" in conditions
+            failed = "Failed" in conditions or "FailureTarget" in conditions
+            message, reason = "", ""
+            if failed:
+                cond = conditions.get("Failed") or conditions.get("FailureTarget")
+                reason = f"{cond.reason}: {cond.message}" if cond is not None else ""
+            if done_ok or failed:
+                message = await self._termination_message(key.namespace, job.metadata.name)
+            out[job.metadata.name] = JobState(
+                name=job.metadata.name,
+                active=bool(st.active) and not (done_ok or failed),
+                succeeded=done_ok,
+                failed=failed,
+                message=message,
+                reason=reason,
+            )
+        return out
+
+    async def _termination_message(self, namespace: str, job_name: str) -> str:
+        """The newest pod's termination message: Kaniko's digest, or the tail of a failure."""
+        pods = await self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
+        newest = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp)[-1:] if pods.items else []
+        for pod in newest:
+            for cs in pod.status.container_statuses or []:
+                term = cs.state.terminated if cs.state else None
+                if term is not None and term.message:
+                    return str(term.message)[-2000:]
+        return ""
+
     async def _service_exists(self, key: AppKey) -> bool:
         try:
             await self.core.read_namespaced_service(key.name, key.namespace)
@@ -276,6 +325,12 @@ class Controller:
         ns, name = app["metadata"]["namespace"], app["metadata"]["name"]
         for obj in decided.apply:
             await self._apply(obj)
+        for job in decided.create:
+            try:
+                await self.batch.create_namespaced_job(ns, job)  # type: ignore[arg-type]  # dicts pass as they are
+            except ApiException as exc:
+                if exc.status != 409:  # 409: the same inputs already have their Job (deterministic name)
+                    raise
         previous = app.get("status") or {}
         if decided.status != previous:
             patch = {k: None for k in previous if k not in decided.status} | decided.status
@@ -283,6 +338,11 @@ class Controller:
             # without it, custom objects are patched as JSON Patch.
             await self.custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
                 GROUP, VERSION, ns, PLURAL, name, {"status": patch}, _content_type=MERGE
+            )
+        if decided.remove_annotations:
+            remove = {"metadata": {"annotations": dict.fromkeys(decided.remove_annotations)}}
+            await self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
+                GROUP, VERSION, ns, PLURAL, name, remove, _content_type=MERGE
             )
         for event in decided.events:
             self.post_event(app, event)

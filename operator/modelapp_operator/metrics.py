@@ -15,9 +15,22 @@ ROLLOUT_FAILURES = Counter(
 )
 TIME_TO_SERVING = Histogram(
     "modelapp_time_to_serving_seconds",
-    "From detecting a model version to it serving on every replica",
+    "Time to production: from detecting a model version to it serving on every replica",
     ["namespace", "name"],
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
+)
+BUILD_SECONDS = Histogram(
+    "modelapp_build_duration_seconds",
+    "Kaniko build Jobs, from start to image pushed",
+    ["namespace", "name"],
+    buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+)
+BUILD_FAILURES = Counter("modelapp_build_failures_total", "Build Jobs that failed", ["namespace", "name"])
+VERIFY_SECONDS = Histogram(
+    "modelapp_verify_duration_seconds",
+    "Contract-test Jobs, from start to verdict",
+    ["namespace", "name"],
+    buckets=(5, 10, 30, 60, 120, 300, 600),
 )
 RECONCILES = Counter("modelapp_reconciles_total", "Reconciles, by result", ["result"])
 RECONCILE_SECONDS = Histogram("modelapp_reconcile_duration_seconds", "Time of one reconcile")
@@ -30,6 +43,9 @@ OBSERVATIONS = {
     "rollouts": lambda ns, name, v: ROLLOUTS.labels(ns, name).inc(v),
     "rollout_failures": lambda ns, name, v: ROLLOUT_FAILURES.labels(ns, name).inc(v),
     "time_to_serving": lambda ns, name, v: TIME_TO_SERVING.labels(ns, name).observe(v),
+    "build_seconds": lambda ns, name, v: BUILD_SECONDS.labels(ns, name).observe(v),
+    "build_failures": lambda ns, name, v: BUILD_FAILURES.labels(ns, name).inc(v),
+    "verify_seconds": lambda ns, name, v: VERIFY_SECONDS.labels(ns, name).observe(v),
 }
 
 

@@ -26,7 +26,11 @@ ANN_MODEL_SHA256: Final = f"{GROUP}/model-sha256"
 ANN_TEMPLATE_HASH: Final = f"{GROUP}/template-hash"
 ANN_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 ANN_LAST_GOOD: Final = f"{GROUP}/last-good-template"
+ANN_BUILD_HASH: Final = f"{GROUP}/build-hash"
+ANN_IMAGE: Final = f"{GROUP}/image"
 ANN_APPROVE: Final = f"{GROUP}/approve"
+ANN_QUARANTINE: Final = f"{GROUP}/quarantine"
+ANN_UNQUARANTINE: Final = f"{GROUP}/unquarantine"
 ANN_REJECT: Final = f"{GROUP}/reject"
 
 
@@ -65,6 +69,10 @@ class Reason:
     SCALED: Final = "Scaled"
     SUCCEEDED: Final = "Succeeded"
     IDLE: Final = "Idle"
+    BUILD_FAILED: Final = "BuildFailed"
+    CONTRACT_FAILED: Final = "ContractFailed"
+    NOT_BETTER: Final = "NotBetter"
+    AWAITING_APPROVAL: Final = "AwaitingApproval"
 
 
 def short_hash(obj: Any, length: int = 16) -> str:

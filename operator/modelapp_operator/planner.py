@@ -10,6 +10,13 @@ from typing import Any, Literal
 from modelapp_operator import builders
 from modelapp_operator.builders import Images, Target
 from modelapp_operator.conditions import Condition, merge_conditions, rfc3339
+from modelapp_operator.gates import (
+    JobState,
+    awaiting_approval,
+    consume_user_actions,
+    package,
+    promotion_blocks,
+)
 from modelapp_operator.names import ANN_MODEL_SHA256, ANN_MODEL_VERSION, Cond, Reason, selector_labels
 from modelapp_operator.policy import Published, Quarantine, Resolution, newest_first, resolve
 from modelapp_operator.spec import AppSpec
@@ -77,6 +84,7 @@ class Observed:
     service_exists: bool
     now: datetime
     stalled: tuple[str, str] | None = None  # (reason, message): a problem only a person can fix
+    jobs: dict[str, JobState] = field(default_factory=dict)  # this app's build and verify Jobs by name
 
 
 @dataclass(frozen=True)
@@ -88,7 +96,9 @@ class Event:
 
 @dataclass
 class Plan:
-    apply: list[dict[str, Any]] = field(default_factory=list)
+    apply: list[dict[str, Any]] = field(default_factory=list)  # server-side applied (Deployment, Service)
+    create: list[dict[str, Any]] = field(default_factory=list)  # created once; 409 means done (Jobs)
+    remove_annotations: list[str] = field(default_factory=list)  # user actions consumed
     status: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
@@ -147,6 +157,7 @@ def plan(obs: Observed, images: Images) -> Plan:
     name = app["metadata"]["name"]
     st = _Status(app.get("status") or {}, now)
     dep = obs.deployment
+    consume_user_actions(obs, st, p)
 
     # 1. Which version should serve.
     resolution: Resolution | None = None
@@ -163,8 +174,24 @@ def plan(obs: Observed, images: Images) -> Plan:
     else:
         _note_latest(obs, st, p)
         resolution = resolve(spec.policy, obs.store.versions, st.quarantine)
-        ok = resolution.version is not None and resolution.version.version in obs.store.manifests
-        if resolution.version is not None and not ok:
+        if (
+            resolution.version is not None
+            and resolution.version.version not in obs.store.manifests
+            and not obs.store.problem
+        ):
+            # A user action changed the quarantine since observe read the manifests: look again soon.
+            p.requeue_after = 0.5
+            resolution = None
+        ok = (
+            resolution is not None
+            and resolution.version is not None
+            and resolution.version.version in obs.store.manifests
+        )
+        if resolution is None:
+            resolved_cond = Condition(
+                Cond.MODEL_RESOLVED, "Unknown", Reason.PROGRESSING, "re-resolving after a user action"
+            )
+        elif resolution.version is not None and not ok:
             resolved_cond = Condition(
                 Cond.MODEL_RESOLVED,
                 "False",
@@ -177,17 +204,34 @@ def plan(obs: Observed, images: Images) -> Plan:
                 Cond.MODEL_RESOLVED, "True" if ok else "False", resolution.reason, resolution.message
             )
 
-    # 2. What the pods should run, and whether the Deployment must change.
+    # 2. The gates: promotion, build, verify, approval. Then what the pods should run.
     target: Target | None = None
+    gate_conds: list[Condition] = []
+    waiting: str | None = None
     if resolution is not None and resolution.version is not None:
-        info = obs.store.manifests[resolution.version.version]
-        image = spec.image or images.scorer
-        target = Target(info.version, info.sha256, image)
+        info: ManifestInfo | None = obs.store.manifests[resolution.version.version]
+        assert info is not None
+        blocked = promotion_blocks(obs, st, info)
+        if blocked:
+            resolved_cond = Condition(Cond.MODEL_RESOLVED, "True", Reason.NOT_BETTER, blocked)
+            _note_not_better(st, p, info.version, blocked)
+            info = None  # keep what serves
+        if info is not None and spec.packaging == "Image" and spec.build is not None:
+            image, gate_conds = package(obs, st, p, info, images, _seconds)
+            target = Target(info.version, info.sha256, image, baked=True) if image else None
+        elif info is not None:
+            target = Target(info.version, info.sha256, spec.image or images.scorer)
+        if info is not None and target is not None:
+            waiting = awaiting_approval(obs, st, p, info, target)
+            if waiting:
+                target = None
 
     stalled: tuple[str, str] | None = obs.stalled
     rolled: Condition
     if dep is None and target is None:
-        rolled = Condition(Cond.ROLLED_OUT, "False", Reason.NOT_SERVING, "nothing to roll out yet")
+        pending = st.data.get("pending") or {}
+        what = f"{pending['stage']} {pending['version']}" if pending else "nothing to roll out yet"
+        rolled = Condition(Cond.ROLLED_OUT, "False", Reason.NOT_SERVING, waiting or what)
     elif target is None:
         # Keep whatever serves; only scale changes are followed while no version resolves.
         assert dep is not None
@@ -208,7 +252,7 @@ def plan(obs: Observed, images: Images) -> Plan:
         message = f"serving {serving['version']} ({available}/{spec.replicas} available)"
         pending = st.data.get("pending")
         if pending:
-            message += f"; rolling out {pending['version']}"
+            message += f"; {pending['stage']} {pending['version']}"
         if resolved_cond.status == "False":
             ready = Condition(Cond.READY, "True", resolved_cond.reason, f"{message}; {resolved_cond.message}")
         else:
@@ -232,7 +276,7 @@ def plan(obs: Observed, images: Images) -> Plan:
     generation = int(app["metadata"].get("generation", 0))
     st.data["conditions"] = merge_conditions(
         st.data.get("conditions", []),
-        [ready, resolved_cond, rolled, reconciling, stalled_cond],
+        [ready, resolved_cond, *gate_conds, rolled, reconciling, stalled_cond],
         generation,
         now,
     )
@@ -246,6 +290,17 @@ def plan(obs: Observed, images: Images) -> Plan:
         # Secrets are not watched (least privilege), so look again soon for the one that is missing.
         p.requeue_after = STALLED_REQUEUE
     return p
+
+
+def _note_not_better(st: _Status, p: Plan, version: str, message: str) -> None:
+    """Report a version that loses the promotion gate once, not on every reconcile."""
+    last = st.data.get("notBetter") or {}
+    if last.get("version") != version:
+        st.data["notBetter"] = {"version": version, "message": message, "at": rfc3339(st.now)}
+        st.record("NotBetter", version, message=message)
+        p.events.append(Event("Normal", Reason.NOT_BETTER, message))
+    if (st.data.get("pending") or {}).get("version") == version:
+        st.data.pop("pending", None)
 
 
 def _serving_note(serving: dict[str, Any] | None, available: int) -> str:
