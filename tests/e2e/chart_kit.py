@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ CHART = REPO / "charts" / "modelapp-operator"
 KUBE_VERSION = "1.34.4"
 
 Docs = list[dict[str, Any]]
+# install(values) -> release name (the `install` fixture).
+Installer = Callable[..., str]
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

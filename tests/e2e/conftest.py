@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 # The helpers of this folder (chart_kit) import like tests/testbed.py does.
 sys.path.insert(0, str(Path(__file__).parent))
 
-from chart_kit import CHART, helm, new_namespace, set_args
+from chart_kit import CHART, Installer, helm, new_namespace, set_args
 from testbed import kubectl
 
 
@@ -37,9 +37,6 @@ def peering_crds(testbed: Path) -> None:
         "crd/clusterkopfpeerings.kopf.dev",
         "--timeout=60s",
     )
-
-
-Installer = Callable[..., str]
 
 
 @pytest.fixture
