@@ -39,6 +39,8 @@ NEEDED_IN_NAMESPACE = [
     ("create", "services"),
     ("get", "secrets"),
     ("create", "events"),
+    ("list", "jobs.batch"),
+    ("watch", "jobs.batch"),
     ("create", "jobs.batch"),
     ("list", "pods"),
 ]
@@ -53,6 +55,8 @@ NEVER_IN_NAMESPACE = [
     ("delete", "deployments.apps"),
     ("delete", "modelapps.modelapp.dev"),
     ("update", "configmaps"),
+    ("delete", "jobs.batch"),
+    ("get", "pods", "log"),
 ]
 NEVER_CLUSTER_WIDE = [
     ("list", "secrets"),
@@ -151,7 +155,35 @@ def _secret(namespace: str, azurite: Azurite) -> None:
 PERMISSION_PROBLEMS = ("403", "Forbidden", "forbidden", "Not enough permissions")
 
 
+def _push_secret(namespace: str) -> None:
+    config = {"auths": {"registry.example": {"auth": "dXNlcjpwYXNz"}}}
+    kubectl(
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        "push-creds",
+        "--type=kubernetes.io/dockerconfigjson",
+        f"--from-literal=.dockerconfigjson={json.dumps(config)}",
+    )
+
+
+def _manifest(packaging: str, container: str) -> dict[str, Any]:
+    body = modelapp_manifest("diabetes", container, "diabetes/")
+    if packaging == "Image":
+        # KWOK completes the build pod with a digest in its termination message.
+        body["spec"]["packaging"] = "Image"
+        body["spec"]["build"] = {
+            "destination": "registry.example/team/diabetes",
+            "pushSecretRef": {"name": "push-creds"},
+        }
+    return body
+
+
+@pytest.mark.parametrize("packaging", ["InitContainer", "Image"])
 def test_operator_runs_its_whole_story_with_the_charts_identity(
+    packaging: str,
     namespace: str,
     app_namespace: str,
     install: Installer,
@@ -161,20 +193,22 @@ def test_operator_runs_its_whole_story_with_the_charts_identity(
     tmp_path: Path,
 ) -> None:
     """Namespaced mode, as the chart starts it (-n <watched>), authenticated only by the chart's
-    ServiceAccount token: apply → Ready serving 1.0.0, 1.1.0 rolls out, deletion releases the finalizer."""
+    ServiceAccount token: apply → Ready serving 1.0.0, 1.1.0 rolls out (built and verified by Jobs with
+    Image packaging), deletion releases kopf's finalizer; no request is refused on the way."""
     release = install({"watchNamespaces": [app_namespace]})
     kubeconfig = service_account_kubeconfig(namespace, release + SA_SUFFIX, tmp_path / "sa.kubeconfig")
     _secret(app_namespace, azurite)
+    _push_secret(app_namespace)
     publish(azurite, diabetes_bundle, blob_container, "diabetes/", "1.0.0")
 
     op = OperatorProcess(app_namespace, tmp_path / "operator.log", kubeconfig=kubeconfig).start()
     try:
-        assert (
-            apply(app_namespace, modelapp_manifest("diabetes", blob_container, "diabetes/")).returncode == 0
-        )
-        wait_for_status(app_namespace, "diabetes", serving("1.0.0"), 60, "1.0.0 serving")
+        assert apply(app_namespace, _manifest(packaging, blob_container)).returncode == 0
+        first = wait_for_status(app_namespace, "diabetes", serving("1.0.0"), 90, "1.0.0 serving")
+        if packaging == "Image":
+            assert "@sha256:" in first["status"]["servingVersion"]["image"]  # deployed by digest
         publish(azurite, diabetes_bundle, blob_container, "diabetes/", "1.1.0")
-        wait_for_status(app_namespace, "diabetes", serving("1.1.0"), 60, "1.1.0 serving")
+        wait_for_status(app_namespace, "diabetes", serving("1.1.0"), 90, "1.1.0 serving")
         kubectl("-n", app_namespace, "delete", "modelapp", "diabetes", "--timeout=30s")
     finally:
         op.stop()

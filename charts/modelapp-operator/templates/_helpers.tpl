@@ -71,6 +71,11 @@ ClusterRole (every namespace) or into a Role per watched namespace. Every rule s
 - apiGroups: [modelapp.dev]
   resources: [modelapps/status]
   verbs: [patch]
+# Owned objects carry blockOwnerDeletion: true; where the OwnerReferencesPermissionEnforcement admission
+# plugin runs (e.g. OpenShift), setting it needs update on the owner's finalizers. Grants nothing else.
+- apiGroups: [modelapp.dev]
+  resources: [modelapps/finalizers]
+  verbs: [update]
 # kopf watches the Deployments the operator manages (rollout progress wakes their ModelApp); the controller
 # reads one by name and server-side applies it. An apply PATCH that creates the object is authorized as
 # `create` too (checked on the test bed: without it, 403 "cannot create resource deployments").
@@ -90,14 +95,16 @@ ClusterRole (every namespace) or into a Role per watched namespace. Every rule s
   resources: [events]
   verbs: [create]
 {{- if .Values.rbac.imagePackaging }}
-# Image packaging: Kaniko build Jobs and contract-test Jobs, named from a hash of what they build;
-# created if absent, watched to completion, deleted when superseded.
+# Image packaging: kopf watches the operator's build and contract-test Jobs (their completion wakes the
+# ModelApp); the controller lists an app's Jobs by label and creates them (deterministic names, 409 means
+# already there). Finished Jobs go by TTL and owner references: no delete.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, delete]
-# Image packaging: a build pod's termination message carries the pushed image digest.
+  verbs: [list, watch, create]
+# Image packaging: the newest pod of a finished Job (listed by job-name label) carries Kaniko's digest or
+# the failure in its termination message.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list]
+  verbs: [list]
 {{- end }}
 {{- end -}}
