@@ -29,17 +29,20 @@ def test_dockerfile_essentials(name: str) -> None:
     froms = [arg for op, arg in ins if op == "FROM"]
     assert len(froms) >= 2, "multi-stage: build tools stay out of the runtime image"
     args = dict(a.split("=", 1) for op, a in ins if op == "ARG" and "=" in a)
-    for image in (f.split()[0] for f in froms):
+    stages = {f.split()[-1] for f in froms if " AS " in f.upper()}
+    for image in (f.split()[0] for f in froms if f.split()[0] not in stages):
         image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), image)
         assert not image.endswith(":latest"), image
         assert ":" in image or "@" in image, f"{image}: pin a tag or digest"
-    # The runtime stage runs as the non-root UID the pod security contexts expect (builders.RUN_AS).
-    runtime = ins[max(i for i, (op, _) in enumerate(ins) if op == "FROM") :]
+    # The runtime stages (after the last one that names a base image, not a stage) run as the non-root UID
+    # the pod security contexts expect (builders.RUN_AS).
+    base = max(i for i, (op, a) in enumerate(ins) if op == "FROM" and a.split()[0] not in stages)
+    runtime = ins[base:]
     users = [arg for op, arg in runtime if op == "USER"]
     assert users, "USER in the runtime stage"
     assert users[-1].split(":")[0] == "10001"
     assert any(op == "HEALTHCHECK" for op, _ in runtime)
-    (entrypoint,) = [arg for op, arg in runtime if op == "ENTRYPOINT"]
+    entrypoint = [arg for op, arg in runtime if op == "ENTRYPOINT"][-1]  # the default target's
     assert entrypoint.strip('[]" ').split('"')[0] in SCRIPTS, "the entrypoint is a console script"
 
 
