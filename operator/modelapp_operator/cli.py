@@ -121,6 +121,7 @@ def subcommand(
 def build_parser() -> argparse.ArgumentParser:
     # The cluster-side commands (approve, reject, rollback, unquarantine) register themselves on import.
     from modelapp_operator import cli_cluster  # noqa: F401
+
     parser = argparse.ArgumentParser(
         prog="modelapp",
         description="Publish model versions to blob storage and manage ModelApps.",

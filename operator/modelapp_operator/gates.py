@@ -155,6 +155,13 @@ def package(
     known: dict[str, dict[str, Any]] = st.data.setdefault("images", {})
     built = known.get(bh)
     conds: list[Condition] = []
+    if built is not None and built.get("failed"):
+        # This exact build (or its contract test) already failed for the serving version: do not
+        # loop on it; a change to the build settings (a new hash) tries again.
+        cond = Cond.VERIFIED if built.get("image") else Cond.IMAGE_BUILT
+        reason = Reason.CONTRACT_FAILED if built.get("image") else Reason.BUILD_FAILED
+        return None, [Condition(cond, "False", reason, str(built.get("message", "")))]
+    serving_now = (st.data.get("servingVersion") or {}).get("version") == info.version
 
     if built is None:
         job = builders.build_job(
@@ -175,7 +182,11 @@ def package(
         if state.failed:
             tail = state.message[-TAIL:] if state.message else state.reason or "no termination message"
             msg = f"build Job {name} of {info.version} failed: {tail}"
-            st.add_quarantine(info.version, info.etag, info.sha256, Reason.BUILD_FAILED, msg)
+            if serving_now:
+                # The version serves already (built with other settings): keep it, remember the failure.
+                known[bh] = {"failed": True, "version": info.version, "message": msg}
+            else:
+                st.add_quarantine(info.version, info.etag, info.sha256, Reason.BUILD_FAILED, msg)
             st.record("BuildFailed", info.version, message=msg, duration=seconds(_since(st), obs.now))
             st.data.pop("pending", None)
             p.events.append(Event("Warning", Reason.BUILD_FAILED, msg))
@@ -225,7 +236,10 @@ def package(
     if state.failed:
         tail = state.message[-TAIL:] if state.message else state.reason or "no termination message"
         msg = f"contract test of {info.version} ({image}) failed: {tail}"
-        st.add_quarantine(info.version, info.etag, info.sha256, Reason.CONTRACT_FAILED, msg)
+        if serving_now:
+            built.update(failed=True, message=msg)
+        else:
+            st.add_quarantine(info.version, info.etag, info.sha256, Reason.CONTRACT_FAILED, msg)
         st.record("ContractFailed", info.version, image=image, message=msg, duration=took)
         st.data.pop("pending", None)
         p.events.append(Event("Warning", Reason.CONTRACT_FAILED, msg))

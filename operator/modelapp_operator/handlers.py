@@ -74,8 +74,9 @@ def modelapp_changed(
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})
-def deployment_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
-    """Rollout progress of an owned Deployment wakes its ModelApp."""
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
+def owned_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
+    """Progress of an owned Deployment (rollout) or Job (build, verify) wakes its ModelApp."""
     owner = labels.get(LABEL_MODELAPP)
     if owner:
         memo.controller.wake(AppKey(namespace or "", owner))

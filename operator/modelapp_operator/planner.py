@@ -221,6 +221,7 @@ def plan(obs: Observed, images: Images) -> Plan:
             target = Target(info.version, info.sha256, image, baked=True) if image else None
         elif info is not None:
             target = Target(info.version, info.sha256, spec.image or images.scorer)
+        gate_conds = _latest_failure(st, gate_conds)
         if info is not None and target is not None:
             waiting = awaiting_approval(obs, st, p, info, target)
             if waiting:
@@ -290,6 +291,29 @@ def plan(obs: Observed, images: Images) -> Plan:
         # Secrets are not watched (least privilege), so look again soon for the one that is missing.
         p.requeue_after = STALLED_REQUEUE
     return p
+
+
+def _latest_failure(st: _Status, conds: list[Condition]) -> list[Condition]:
+    """While the newest version sits in quarantine for a failed build or contract, ImageBuilt or Verified
+    says so, even though an older version resolves and passes: the failure is what a person must see."""
+    latest = (st.data.get("latestVersion") or {}).get("version")
+    for q in st.data.get("quarantined") or []:
+        if q.get("version") != latest:
+            continue
+        cond_type = {Reason.BUILD_FAILED: Cond.IMAGE_BUILT, Reason.CONTRACT_FAILED: Cond.VERIFIED}.get(
+            q.get("reason", "")
+        )
+        if cond_type is None:
+            continue
+        failed = Condition(
+            cond_type, "False", q["reason"], f"latest version {latest}: {q.get('message', '')}"
+        )
+        return (
+            [failed if c.type == cond_type else c for c in conds]
+            if any(c.type == cond_type for c in conds)
+            else [*conds, failed]
+        )
+    return conds
 
 
 def _note_not_better(st: _Status, p: Plan, version: str, message: str) -> None:
@@ -420,8 +444,12 @@ def _follow(
             _start_pending(obs, st, p, target, dep.template_hash)
         return Condition(Cond.ROLLED_OUT, "False", Reason.PROGRESSING, msg)
 
-    # Complete.
-    pending = st.data.pop("pending", None)
+    # Complete. A pending build, verification or approval of the next version is not this rollout's.
+    pending = st.data.get("pending")
+    if pending and pending.get("stage") == "RollingOut":
+        st.data.pop("pending")
+    else:
+        pending = None
     if pending and not pending.get("rollback"):
         st.data.pop("failedTemplateHash", None)
     serving = st.data.get("servingVersion") or {}
