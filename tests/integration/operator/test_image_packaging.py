@@ -99,11 +99,9 @@ def test_publish_builds_verifies_and_deploys_by_digest(namespace: str, ready_v1:
     # The build Job: owned, bounded, cleaned up, Kaniko reading the push secret, digest to the termination log.
     assert job["metadata"]["ownerReferences"][0]["kind"] == "ModelApp"
     spec = job["spec"]
-    assert (
-        spec["backoffLimit"] == 1
-        and spec["activeDeadlineSeconds"] == 1800
-        and spec["ttlSecondsAfterFinished"] > 0
-    )
+    assert spec["backoffLimit"] == 1
+    assert spec["activeDeadlineSeconds"] == 1800
+    assert spec["ttlSecondsAfterFinished"] > 0
     kaniko = spec["template"]["spec"]["containers"][0]
     assert "--context=dir:///workspace" in kaniko["args"]
     assert "--digest-file=/dev/termination-log" in kaniko["args"]
@@ -231,7 +229,8 @@ def test_manual_approval_waits_for_modelapp_approve(
         "AwaitingApproval",
     )
     diff = waiting["status"]["pending"]["metricsDiff"]["r2"]
-    assert diff["candidate"] == 0.9 and diff["serving"] < 0.9
+    assert diff["candidate"] == 0.9
+    assert diff["serving"] < 0.9
     settle(2)
     assert get_modelapp(namespace, "diabetes")["status"]["servingVersion"]["version"] == "1.0.0"
 
