@@ -101,6 +101,8 @@ def fetch_container(spec: AppSpec, images: Images, version: str, out_dir: str) -
     return {
         "name": "fetch-model",
         "image": images.fetch,
+        # The fetch image is the operator's, whose entrypoint is the operator: name the CLI.
+        "command": ["modelapp"],
         "args": ["fetch", "--version", version, "--out", out_dir],
         "env": store_env(spec),
         "volumeMounts": [{"name": "models", "mountPath": MODELS_DIR}, {"name": "tmp", "mountPath": "/tmp"}],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import sys
 
 import kopf
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         "--peering", metavar="NAME", help="kopf peering name: run several replicas, one active"
     )
     parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="kopf peering priority; default with --peering: random, so exactly one replica acts",
+    )
+    parser.add_argument(
         "--liveness", default="http://0.0.0.0:8081/healthz", help="liveness endpoint URL ('' to disable)"
     )
     parser.add_argument("--metrics-port", type=int, help="Prometheus port (0 disables)")
@@ -50,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port is not None:
         settings.metrics_port = args.metrics_port
 
+    priority = args.priority
+    if priority is None:
+        priority = 1 + secrets.randbelow(1 << 16) if args.peering else 0
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
@@ -63,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         namespaces=settings.namespaces,
         standalone=args.peering is None,
         peering_name=args.peering,
+        # kopf pauses every operator that sees a peer of equal priority: distinct priorities let the
+        # highest one act while the others stand by.
+        priority=priority,
         liveness_endpoint=args.liveness or None,
     )
     return 0

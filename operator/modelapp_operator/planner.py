@@ -259,8 +259,12 @@ def plan(obs: Observed, images: Images) -> Plan:
         else:
             ready = Condition(Cond.READY, "True", Reason.SERVING, message)
     else:
-        why = rolled if rolled.status == "False" and rolled.reason != Reason.PROGRESSING else resolved_cond
-        if why.status == "True" or why.reason == Reason.RESOLVED:
+        # Nothing serves: say why, the store's or policy's reason first, then the rollout's.
+        if resolved_cond.status == "False":
+            why = resolved_cond
+        elif rolled.status == "False" and rolled.reason not in (Reason.PROGRESSING, Reason.NOT_SERVING):
+            why = rolled
+        else:
             why = Condition(Cond.READY, "False", Reason.PROGRESSING, rolled.message)
         ready = Condition(Cond.READY, "False", why.reason, why.message)
 
@@ -502,17 +506,26 @@ def _roll_back(obs: Observed, st: _Status, p: Plan, dep: DeploymentState, images
     failed_version, failed_hash = dep.version, dep.template_hash
     why = f"did not become ready within {spec.progress_deadline_seconds}s (ProgressDeadlineExceeded)"
     last_good = dep.last_good
+    if last_good is None and (
+        any(q.get("version") == failed_version for q in st.data["quarantined"])
+        or st.data.get("failedTemplateHash") == failed_hash
+    ):
+        # Already reported: with nothing to restore, the Deployment stays failed until a new version
+        # or spec arrives. Reporting it again would repeat events on every reconcile.
+        msg = f"model version {failed_version} {why}; there is no earlier good version to restore"
+        return Condition(Cond.ROLLED_OUT, "False", Reason.ROLLOUT_FAILED, msg)
     p.observations.append(("rollout_failures", 1.0))
     blame_model = False
     if last_good is not None:
         good_version = str(last_good["metadata"]["annotations"].get(ANN_MODEL_VERSION, ""))
         good_sha = str(last_good["metadata"]["annotations"].get(ANN_MODEL_SHA256, ""))
-        # If the last good version under today's spec gives the last good template, only the model changed.
+        # If the last good version under today's spec gives the last good template, only the model
+        # changed. Images baked per version (Image packaging) come with the version; otherwise the
+        # image is the spec's.
+        baked = "initContainers" not in last_good.get("spec", {})
+        image = _scorer_image(last_good) if baked else (spec.image or images.scorer)
         same_spec = builders.pod_template(
-            obs.app["metadata"]["name"],
-            spec,
-            Target(good_version, good_sha, _scorer_image(last_good)),
-            images,
+            obs.app["metadata"]["name"], spec, Target(good_version, good_sha, image, baked=baked), images
         )
         blame_model = good_version != failed_version and builders.template_hash(
             same_spec

@@ -244,11 +244,6 @@ class PeeredOperator(OperatorProcess):
         return self
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kopf pauses every peer that sees another of the same priority; modelapp-operator gives all "
-    "replicas priority 0, so two HA replicas both pause (needs a per-replica priority in main.py)",
-)
 def test_two_ha_replicas_one_acts(
     namespace: str,
     app_namespace: str,

@@ -329,11 +329,6 @@ def test_first_rollout_failing_has_nothing_to_restore() -> None:
     assert [q["version"] for q in p.status["quarantined"]] == ["1.0.0"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner bug: with no last good template, every later reconcile of the same failed Deployment "
-    "rolls back again (duplicate Warning events, history entries and a new quarantine timestamp)",
-)
 def test_first_rollout_failure_is_reported_once() -> None:
     app = after(make_app(), plan(observe(make_app(), store("1.0.0"), None), IMAGES))
     dep = deployment(template_for("1.0.0"), updated=2, available=0, deadline_exceeded=True)
@@ -344,11 +339,6 @@ def test_first_rollout_failure_is_reported_once() -> None:
     assert again.status["quarantined"] == failed.status["quarantined"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner bug: _roll_back decides 'only the model changed' with the last good template's image, "
-    "so a serve image change that lands together with a new version blames (quarantines) the version",
-)
 def test_a_failure_after_a_model_and_image_change_does_not_blame_the_model() -> None:
     app, good = _serving_1_0()
     spec = make_spec(image="registry.example/scoring-service:broken")
@@ -399,11 +389,6 @@ def test_store_unavailable_before_anything_serves() -> None:
     assert cond(p, "RolledOut")["reason"] == Reason.NOT_SERVING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner bug: when nothing serves yet, Ready (and the STATUS printer column) says NotServing / "
-    "'nothing to roll out yet' instead of why: NoVersions, NoMatchingVersion or StoreUnavailable",
-)
 @pytest.mark.parametrize(
     ("view", "reason"),
     [
