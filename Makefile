@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(UV):
 	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
@@ -60,9 +60,35 @@ test-unit: install ## Unit tests only (no test bed)
 test-integration: install tools ## Integration and e2e tests (bring the test bed up, or reuse a running one)
 	$(VENV)/bin/pytest -m "integration or e2e" $(PYTEST_ARGS)
 
+.PHONY: chart-check
+chart-check: tools ## helm lint the chart; check its CRDs and docs/crd-reference.md against crds/
+	$(BIN)/helm lint --strict charts/modelapp-operator
+	bash hack/check-chart-crds.sh
+	$(PY) hack/crd_docs.py --check
+
+.PHONY: docs
+docs: install ## Regenerate docs/crd-reference.md from the CRD schema
+	$(PY) hack/crd_docs.py
+
+.PHONY: test-e2e
+test-e2e: install tools ## The chart's e2e tests on the test bed (helm, RBAC, the operator with the chart's identity)
+	$(VENV)/bin/pytest -m e2e tests/e2e $(PYTEST_ARGS)
+
 .PHONY: test
-test: install tools lint ## Lint, then every test: unit, integration, e2e
+test: install tools lint chart-check ## Lint, then every test: unit, integration, e2e
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+.PHONY: bench-scorer
+bench-scorer: install ## Scorer vs MLServer vs a bare ASGI endpoint (wrk, pinned cores)
+	$(PY) bench/scorer/run.py
+
+.PHONY: bench-operator
+bench-operator: install tools ## N = 100 and 1000 ModelApps on one container vs a no-op kopf operator
+	$(PY) bench/operator_scale.py
+
+.PHONY: kind-up
+kind-up: install ## With Docker: kind + local registry + Azurite + images + chart + the diabetes example
+	bash hack/kind-up.sh up
 
 .PHONY: demo
 demo: install cluster-up ## The main job: local cluster + Azurite + the operator rolling out an example model

@@ -28,8 +28,11 @@ class OperatorSettings(BaseSettings):
     base_image: str = "ghcr.io/modelapp-dev/scoring-service:0.1.0"
     """Base image models are baked onto when a ModelApp sets no build.baseImage (packaging Image)."""
 
-    kaniko_image: str = "cgr.dev/chainguard/kaniko:latest"
-    """Kaniko executor image for build Jobs (packaging Image)."""
+    kaniko_image: str = (
+        "ghcr.io/osscontainertools/kaniko:v1.28.2"
+        "@sha256:4ea0e7301e3f6806de15150e4982c73018351e28c1dca6947bd3b4afb5ae3c60"
+    )
+    """Kaniko executor for build Jobs: the maintained osscontainertools fork, pinned by digest."""
 
     metrics_port: int = 9090
     """Port of the Prometheus /metrics endpoint; 0 turns it off."""

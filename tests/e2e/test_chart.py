@@ -126,7 +126,9 @@ def test_image_defaults_reach_the_operator_environment() -> None:
     )  # the operator image is the fetch image
     assert env["MODELAPP_OPERATOR_SCORER_IMAGE"] == "r.example/scorer:1"
     assert env["MODELAPP_OPERATOR_BASE_IMAGE"] == "r.example/base:1"
-    assert env["MODELAPP_OPERATOR_KANIKO_IMAGE"].startswith("cgr.dev/chainguard/kaniko")
+    kaniko = env["MODELAPP_OPERATOR_KANIKO_IMAGE"]
+    assert kaniko.startswith("ghcr.io/osscontainertools/kaniko:")
+    assert "@sha256:" in kaniko  # pinned by digest
     assert env["MODELAPP_OPERATOR_METRICS_PORT"] == "9090"
     digest = "sha256:" + "a" * 64
     pinned = find(render({"image": {"digest": digest}}), "Deployment")
