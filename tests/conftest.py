@@ -69,6 +69,23 @@ def namespace(k8s: object) -> Iterator[str]:
 
     wait_until(has_default_sa, timeout=60, what=f"the default ServiceAccount in {name}")
     yield name
+    # The operators of the test are stopped by now, so nobody would remove kopf's finalizer from the
+    # ModelApps left behind and the namespace would never finish terminating.
+    custom = client.CustomObjectsApi(k8s)
+    try:
+        apps = custom.list_namespaced_custom_object("modelapp.dev", "v1alpha1", name, "modelapps")["items"]
+    except client.ApiException:
+        apps = []
+    for app in apps:
+        if app["metadata"].get("finalizers"):
+            custom.patch_namespaced_custom_object(
+                "modelapp.dev",
+                "v1alpha1",
+                name,
+                "modelapps",
+                app["metadata"]["name"],
+                {"metadata": {"finalizers": None}},
+            )
     api.delete_namespace(name, propagation_policy="Background")
 
 
