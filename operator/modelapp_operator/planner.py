@@ -24,6 +24,8 @@ from modelapp_operator.spec import AppSpec
 HISTORY_LIMIT = 20
 ROLLING_REQUEUE = 5.0
 STALLED_REQUEUE = 10.0
+# Store problems that do not go away by themselves (an outage does).
+NEEDS_A_PERSON = (Reason.STORE_AUTH_FAILED, Reason.STORE_MISCONFIGURED)
 
 
 @dataclass(frozen=True)
@@ -160,50 +162,7 @@ def plan(obs: Observed, images: Images) -> Plan:
     consume_user_actions(obs, st, p)
 
     # 1. Which version should serve.
-    resolution: Resolution | None = None
-    resolved_cond: Condition
-    if obs.stalled:
-        reason, message = obs.stalled
-        resolved_cond = Condition(Cond.MODEL_RESOLVED, "False", reason, message)
-    elif obs.store.versions is None:
-        reason, message = obs.store.problem or (
-            Reason.STORE_UNAVAILABLE,
-            "the model store could not be listed",
-        )
-        resolved_cond = Condition(Cond.MODEL_RESOLVED, "False", reason, message)
-    else:
-        _note_latest(obs, st, p)
-        resolution = resolve(spec.policy, obs.store.versions, st.quarantine)
-        if (
-            resolution.version is not None
-            and resolution.version.version not in obs.store.manifests
-            and not obs.store.problem
-        ):
-            # A user action changed the quarantine since observe read the manifests: look again soon.
-            p.requeue_after = 0.5
-            resolution = None
-        ok = (
-            resolution is not None
-            and resolution.version is not None
-            and resolution.version.version in obs.store.manifests
-        )
-        if resolution is None:
-            resolved_cond = Condition(
-                Cond.MODEL_RESOLVED, "Unknown", Reason.PROGRESSING, "re-resolving after a user action"
-            )
-        elif resolution.version is not None and not ok:
-            resolved_cond = Condition(
-                Cond.MODEL_RESOLVED,
-                "False",
-                Reason.MANIFEST_INVALID,
-                obs.store.problem[1] if obs.store.problem else "",
-            )
-            resolution = None
-        else:
-            resolved_cond = Condition(
-                Cond.MODEL_RESOLVED, "True" if ok else "False", resolution.reason, resolution.message
-            )
-
+    resolution, resolved_cond = _resolve(obs, st, p)
     # 2. The gates: promotion, build, verify, approval. Then what the pods should run.
     target: Target | None = None
     gate_conds: list[Condition] = []
@@ -228,6 +187,8 @@ def plan(obs: Observed, images: Images) -> Plan:
                 target = None
 
     stalled: tuple[str, str] | None = obs.stalled
+    if obs.store.versions is None and obs.store.problem and obs.store.problem[0] in NEEDS_A_PERSON:
+        stalled = stalled or obs.store.problem
     rolled: Condition
     if dep is None and target is None:
         pending = st.data.get("pending") or {}
@@ -295,6 +256,33 @@ def plan(obs: Observed, images: Images) -> Plan:
         # Secrets are not watched (least privilege), so look again soon for the one that is missing.
         p.requeue_after = STALLED_REQUEUE
     return p
+
+
+def _resolve(obs: Observed, st: _Status, p: Plan) -> tuple[Resolution | None, Condition]:
+    """The version the policy picks (with its manifest read), or None and the ModelResolved condition saying why."""
+    if obs.stalled:
+        reason, message = obs.stalled
+        return None, Condition(Cond.MODEL_RESOLVED, "False", reason, message)
+    if obs.store.versions is None:
+        reason, message = obs.store.problem or (
+            Reason.STORE_UNAVAILABLE,
+            "the model store could not be listed",
+        )
+        return None, Condition(Cond.MODEL_RESOLVED, "False", reason, message)
+    _note_latest(obs, st, p)
+    resolution = resolve(obs.spec.policy, obs.store.versions, st.quarantine)
+    if resolution.version is None:
+        return None, Condition(Cond.MODEL_RESOLVED, "False", resolution.reason, resolution.message)
+    if resolution.version.version in obs.store.manifests:
+        return resolution, Condition(Cond.MODEL_RESOLVED, "True", resolution.reason, resolution.message)
+    if obs.store.problem:
+        # Every candidate's manifest was unusable (observe skipped them in turn).
+        return None, Condition(Cond.MODEL_RESOLVED, "False", Reason.MANIFEST_INVALID, obs.store.problem[1])
+    # A user action changed the quarantine since observe read the manifests: look again soon.
+    p.requeue_after = 0.5
+    return None, Condition(
+        Cond.MODEL_RESOLVED, "Unknown", Reason.PROGRESSING, "re-resolving after a user action"
+    )
 
 
 def _latest_failure(st: _Status, conds: list[Condition]) -> list[Condition]:
