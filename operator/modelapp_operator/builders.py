@@ -245,12 +245,14 @@ BUILD_TTL_SECONDS = 86400
 VERIFY_DEADLINE_SECONDS = 600
 
 
-def build_hash(spec: AppSpec, images: Images, version: str, sha256: str) -> str:
-    """What a build produces depends on these and nothing else: equal hashes never build twice."""
+def build_hash(spec: AppSpec, images: Images, version: str, sha256: str, attempt: int = 0) -> str:
+    """What a build produces depends on these and nothing else: equal hashes never build twice.
+    ``attempt`` > 0 after a person released the version from quarantine: it builds anew."""
     build = spec.build
     assert build is not None
     return short_hash(
         {
+            **({"attempt": attempt} if attempt else {}),
             "version": version,
             "sha256": sha256,
             "base": build.base_image or images.base,
@@ -264,8 +266,8 @@ def build_hash(spec: AppSpec, images: Images, version: str, sha256: str) -> str:
 
 def image_tag(version: str, sha256: str) -> str:
     """An OCI tag from the model version and a content hash (tags allow [A-Za-z0-9_.-], 128 chars)."""
-    safe = "".join(c if c.isalnum() or c in "_.-" else "_" for c in version).lstrip(".-")
-    return f"{safe[:100]}-{sha256[:12]}"
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "_.-" else "_" for c in version).lstrip(".-")
+    return f"{safe[:100] or '_'}-{sha256[:12]}"
 
 
 def job_name(app_name: str, kind: str, digest: str) -> str:
@@ -303,12 +305,18 @@ def _job(
 
 
 def build_job(
-    app: dict[str, Any], spec: AppSpec, images: Images, version: str, sha256: str, source_url: str
+    app: dict[str, Any],
+    spec: AppSpec,
+    images: Images,
+    version: str,
+    sha256: str,
+    source_url: str,
+    attempt: int = 0,
 ) -> dict[str, Any]:
     """The Kaniko Job that bakes a verified model version into an image and pushes it."""
     build = spec.build
     assert build is not None
-    digest = build_hash(spec, images, version, sha256)
+    digest = build_hash(spec, images, version, sha256, attempt)
     base = build.base_image or images.base
     fetch = fetch_container(spec, images, version, "/workspace")
     fetch["args"] += ["--dockerfile", "--base-image", base, "--source", source_url]
@@ -366,7 +374,7 @@ def build_job(
     if spec.service_account:
         pod["serviceAccountName"] = spec.service_account
     annotations = {ANN_MODEL_VERSION: version, ANN_MODEL_SHA256: sha256, ANN_BUILD_HASH: digest}
-    return _job(
+    job = _job(
         app,
         job_name(app["metadata"]["name"], "build", digest),
         COMPONENT_BUILD,
@@ -374,9 +382,15 @@ def build_job(
         pod,
         annotations,
     )
+    if not spec.source.secret_name:
+        # AKS workload identity: the fetch step reads the store with the pod's federated token.
+        job["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] = "true"
+    return job
 
 
-def verify_job(app: dict[str, Any], spec: AppSpec, image: str, version: str, sha256: str) -> dict[str, Any]:
+def verify_job(
+    app: dict[str, Any], spec: AppSpec, image: str, version: str, sha256: str, attempt: int = 0
+) -> dict[str, Any]:
     """The contract-test Job: the new image runs `scoring-service smoke` on the model baked into it."""
     smoke = {
         "name": "smoke",
@@ -397,5 +411,6 @@ def verify_job(app: dict[str, Any], spec: AppSpec, image: str, version: str, sha
         "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
     annotations = {ANN_MODEL_VERSION: version, ANN_MODEL_SHA256: sha256, ANN_IMAGE: image}
-    name = job_name(app["metadata"]["name"], "verify", short_hash({"image": image, "v": version}))
+    key: dict[str, Any] = {"image": image, "v": version, **({"attempt": attempt} if attempt else {})}
+    name = job_name(app["metadata"]["name"], "verify", short_hash(key))
     return _job(app, name, COMPONENT_VERIFY, VERIFY_DEADLINE_SECONDS, pod, annotations)

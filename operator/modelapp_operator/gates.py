@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from modelapp_operator.planner import ManifestInfo, Observed, Plan, _Status
 
 TAIL = 400
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 IMAGES_KEPT = 10
 USER_ACTIONS = (ANN_APPROVE, ANN_REJECT, ANN_QUARANTINE, ANN_UNQUARANTINE)
 
@@ -67,6 +69,10 @@ def consume_user_actions(obs: Observed, st: _Status, p: Plan) -> None:
         before = len(st.data["quarantined"])
         st.data["quarantined"] = [q for q in st.data["quarantined"] if q.get("version") != undo]
         if len(st.data["quarantined"]) != before:
+            # A new attempt: build and verify Jobs get new names instead of finding the failed ones.
+            attempts = dict(st.data.get("attempts") or {})
+            attempts[undo] = int(attempts.get(undo, 0)) + 1
+            st.data["attempts"] = attempts
             st.record("Unquarantined", undo, message="released by a person (modelapp unquarantine)")
             p.events.append(
                 Event("Normal", "Unquarantined", f"model version {undo} released from quarantine")
@@ -151,7 +157,8 @@ def package(
 
     spec, now = obs.spec, rfc3339(obs.now)
     assert spec.build is not None
-    bh = builders.build_hash(spec, images, info.version, info.sha256)
+    attempt = int((st.data.get("attempts") or {}).get(info.version, 0))
+    bh = builders.build_hash(spec, images, info.version, info.sha256, attempt)
     known: dict[str, dict[str, Any]] = st.data.setdefault("images", {})
     built = known.get(bh)
     conds: list[Condition] = []
@@ -165,7 +172,7 @@ def package(
 
     if built is None:
         job = builders.build_job(
-            obs.app, spec, images, info.version, info.sha256, _source_url(obs, info.version)
+            obs.app, spec, images, info.version, info.sha256, _source_url(obs, info.version), attempt
         )
         name = job["metadata"]["name"]
         state = obs.jobs.get(name)
@@ -194,7 +201,7 @@ def package(
             p.requeue_after = 1.0
             return None, [Condition(Cond.IMAGE_BUILT, "False", Reason.BUILD_FAILED, msg)]
         digest = state.message.strip()
-        by_tag = not (digest.startswith("sha256:") and len(digest) == 71)
+        by_tag = _DIGEST.fullmatch(digest) is None
         destination = spec.build.destination
         image = (
             f"{destination}:{builders.image_tag(info.version, info.sha256)}"
@@ -220,7 +227,7 @@ def package(
     if built.get("verified"):
         conds.append(Condition(Cond.VERIFIED, "True", "ContractPassed", f"{image} passed its contract test"))
         return image, conds
-    job = builders.verify_job(obs.app, spec, image, info.version, info.sha256)
+    job = builders.verify_job(obs.app, spec, image, info.version, info.sha256, attempt)
     name = job["metadata"]["name"]
     state = obs.jobs.get(name)
     if state is None or state.active or not (state.succeeded or state.failed):

@@ -22,7 +22,7 @@ from modelapp_operator.policy import Published, Quarantine, Resolution, newest_f
 from modelapp_operator.spec import AppSpec
 
 HISTORY_LIMIT = 20
-ROLLING_REQUEUE = 5.0
+ROLLING_REQUEUE = 30.0  # a safety net: Deployment and Job events wake the app as they change
 STALLED_REQUEUE = 10.0
 # Store problems that do not go away by themselves (an outage does).
 NEEDS_A_PERSON = (Reason.STORE_AUTH_FAILED, Reason.STORE_MISCONFIGURED)
@@ -186,6 +186,11 @@ def plan(obs: Observed, images: Images) -> Plan:
             if waiting:
                 target = None
 
+    if target is None and dep is not None:
+        # No new version may roll (gated, building, store down): the serving one still follows spec
+        # changes such as resources or the scorer image.
+        target = _serving_target(obs, st, images)
+
     stalled: tuple[str, str] | None = obs.stalled
     if obs.store.versions is None and obs.store.problem and obs.store.problem[0] in NEEDS_A_PERSON:
         stalled = stalled or obs.store.problem
@@ -283,6 +288,15 @@ def _resolve(obs: Observed, st: _Status, p: Plan) -> tuple[Resolution | None, Co
     return None, Condition(
         Cond.MODEL_RESOLVED, "Unknown", Reason.PROGRESSING, "re-resolving after a user action"
     )
+
+
+def _serving_target(obs: Observed, st: _Status, images: Images) -> Target | None:
+    serving = st.data.get("servingVersion") or {}
+    if not serving.get("version") or not serving.get("sha256"):
+        return None
+    if obs.spec.packaging == "Image" and obs.spec.build is not None:
+        return Target(serving["version"], serving["sha256"], str(serving.get("image", "")), baked=True)
+    return Target(serving["version"], serving["sha256"], obs.spec.image or images.scorer)
 
 
 def _latest_failure(st: _Status, conds: list[Condition]) -> list[Condition]:

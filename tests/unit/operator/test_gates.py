@@ -86,9 +86,9 @@ def bhash(version: str, spec: AppSpec = SPEC) -> str:
     return builders.build_hash(spec, IMAGES, version, sha_of(version))
 
 
-def the_build_job(version: str, spec: AppSpec = SPEC) -> dict[str, Any]:
+def the_build_job(version: str, spec: AppSpec = SPEC, attempt: int = 0) -> dict[str, Any]:
     return builders.build_job(
-        make_app(), spec, IMAGES, version, sha_of(version), SOURCE_URL.format(version=version)
+        make_app(), spec, IMAGES, version, sha_of(version), SOURCE_URL.format(version=version), attempt
     )
 
 
@@ -300,12 +300,6 @@ def test_build_and_verify_jobs_carry_no_secret_values(monkeypatch: pytest.Monkey
                     assert e["valueFrom"]["secretKeyRef"]["name"] == SECRET_NAME
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="builders.py:305-376 build_job: with workload identity (no secretRef) the build pod lacks the "
-    "azure.workload.identity/use label that pod_template (builders.py:157-159) sets, so the fetch init "
-    "container gets no federated token and cannot read the store",
-)
 def test_build_job_with_workload_identity_gets_the_webhook_label() -> None:
     source = BlobSource(
         account_url="https://acct.blob.core.windows.net",
@@ -363,24 +357,8 @@ def test_build_hash_depends_on_what_the_build_produces(change: dict[str, Any], d
         ("2026/01/02 run#3", "2026_01_02_run_3"),
         (".hidden", "hidden"),
         ("x" * 300, "x" * 100),
-        pytest.param(
-            "modèle-1",
-            "mod_le-1",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="builders.py:267 image_tag keeps non-ASCII letters (str.isalnum is Unicode): "
-                "'modèle-1' gives an invalid OCI tag",
-            ),
-        ),
-        pytest.param(
-            "-",
-            "_",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="builders.py:267-268 image_tag: a version that lstrip('.-') empties gives a tag "
-                "starting with '-', which OCI tags forbid",
-            ),
-        ),
+        ("modèle-1", "mod_le-1"),
+        ("-", "_"),
     ],
 )
 def test_image_tag_is_a_valid_oci_tag(version: str, expected: str) -> None:
@@ -517,14 +495,7 @@ def test_a_built_image_is_recorded_by_digest_and_verified_next() -> None:
         "",
         "not a digest",
         "sha256:" + "a" * 63,
-        pytest.param(
-            "sha256:" + "z" * 64,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="gates.py:197 takes any 71-character 'sha256:…' message as a digest without checking "
-                "it is hex, so a garbled termination message yields an unpullable image reference",
-            ),
-        ),
+        "sha256:" + "z" * 64,
     ],
 )
 def test_a_build_without_a_digest_is_used_by_tag(message: str) -> None:
@@ -871,12 +842,6 @@ def test_a_spec_change_rolls_out_the_serving_version() -> None:
     assert dep["spec"]["template"] == baked_template("1.0.0", spec)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner.py:174-177 (and :185-187 for approval): a gated candidate sets info/target to None, so "
-    "plan() only _follow()s the running template and a spec change (here resources) for the serving "
-    "version is never applied while a newer version is NotBetter or AwaitingApproval",
-)
 @pytest.mark.parametrize("gate", ["NotBetter", "AwaitingApproval"])
 def test_a_spec_change_is_applied_while_a_candidate_is_held_at_a_gate(gate: str) -> None:
     if gate == "NotBetter":
@@ -1035,7 +1000,8 @@ def test_the_unquarantine_annotation_releases_a_version() -> None:
     assert p.remove_annotations == [ANN_UNQUARANTINE]
     assert events(p, "Unquarantined") == ["model version 1.1.0 released from quarantine"]
     assert "Unquarantined" in history(p)
-    assert p.create == [the_build_job("1.1.0")]  # it resolves again, so it is built
+    assert p.status["attempts"] == {"1.1.0": 1}
+    assert p.create == [the_build_job("1.1.0", attempt=1)]  # it resolves again, and builds anew
 
 
 def test_unquarantine_of_a_version_not_quarantined_is_consumed_quietly() -> None:
@@ -1049,12 +1015,6 @@ def test_unquarantine_of_a_version_not_quarantined_is_consumed_quietly() -> None
 
 @pytest.mark.parametrize(
     ("stage", "reason"), [("build", Reason.BUILD_FAILED), ("verify", Reason.CONTRACT_FAILED)]
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="gates.py:166-195 / :223-248: Job names are deterministic and finished Jobs live "
-    "ttlSecondsAfterFinished=86400s, so after `modelapp unquarantine` the old failed Job is seen again and the "
-    "version is re-quarantined at once (fresh Warning event) instead of being retried",
 )
 def test_unquarantine_after_a_failed_job_retries_instead_of_requarantining(stage: str, reason: str) -> None:
     q = [{"version": "1.1.0", "etag": etag_of("1.1.0"), "reason": reason, "message": "registry down"}]
