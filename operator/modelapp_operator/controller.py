@@ -131,6 +131,9 @@ class Controller:
             try:
                 delay = await self.reconcile(key)
             except ApiException as exc:
+                if exc.status == 409:
+                    metrics.RECONCILES.labels("conflict").inc()
+                    return 0.2  # the object changed under us: decide again on fresh data
                 metrics.RECONCILES.labels("error").inc()
                 log.warning(
                     "reconcile of %s failed: API %s %s: %s", key, exc.status, exc.reason, _api_message(exc)
@@ -333,11 +336,11 @@ class Controller:
                     raise
         previous = app.get("status") or {}
         if decided.status != previous:
-            patch = {k: None for k in previous if k not in decided.status} | decided.status
-            # The generated client takes _content_type at run time but its stubs do not declare it;
-            # without it, custom objects are patched as JSON Patch.
-            await self.custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
-                GROUP, VERSION, ns, PLURAL, name, {"status": patch}, _content_type=MERGE
+            # The whole status replaces the old one (a merge patch would keep stale nested keys), and
+            # the resourceVersion we observed makes it conditional: if someone changed the object
+            # since, the API server answers 409 and the next reconcile decides again on fresh data.
+            await self.custom.replace_namespaced_custom_object_status(
+                GROUP, VERSION, ns, PLURAL, name, {**app, "status": decided.status}
             )
         if decided.remove_annotations:
             remove = {"metadata": {"annotations": dict.fromkeys(decided.remove_annotations)}}
