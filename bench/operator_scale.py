@@ -233,10 +233,14 @@ def run_one(n: int, azurite: Azurite, bundle: Path, workdir: Path) -> Result:
             n, calls / max(polls, 1), (cpu1 - cpu0) / max(polls, 1), rss, noop_rss, apply_to_ready, detection
         )
     finally:
+        # Delete while our operator still runs: it removes its finalizer from each ModelApp.
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and kubectl("get", "namespace", ns, check=False).returncode == 0:
+            time.sleep(2)
         for p in (ours, noop):
             os.killpg(p.pid, signal.SIGTERM)
             p.wait(timeout=60)
-        kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def main() -> None:
