@@ -115,6 +115,22 @@ def score_for_real(bundle_root: Path) -> None:
         server.wait(timeout=10)
 
 
+def publish(bundle: Path, version: str, *extra: str) -> None:
+    run(
+        str(BIN / "modelapp"),
+        "publish",
+        str(bundle),
+        "--container",
+        CONTAINER,
+        "--prefix",
+        "diabetes/",
+        "--version",
+        version,
+        "--force",
+        *extra,
+    )
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelapp-demo-"))
     run("kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"), quiet=True)
@@ -132,19 +148,7 @@ def main() -> None:
         "--version",
         "1.0.0",
     )
-    run(
-        str(BIN / "modelapp"),
-        "publish",
-        str(bundle),
-        "--container",
-        CONTAINER,
-        "--prefix",
-        "diabetes/",
-        "--version",
-        "1.0.0",
-        "--create-container",
-        "--force",
-    )
+    publish(bundle, "1.0.0", "--create-container")
 
     step("The operator starts (watching the demo namespace)")
     log = (LOCAL / "logs" / "demo-operator.log").open("w")
@@ -184,18 +188,7 @@ def main() -> None:
         kubectl("get", "deployment,pods,service", "-l", "modelapp.dev/name=diabetes")
 
         step("Version 1.1.0 is published: the operator notices it and rolls it out by itself")
-        run(
-            str(BIN / "modelapp"),
-            "publish",
-            str(bundle),
-            "--container",
-            CONTAINER,
-            "--prefix",
-            "diabetes/",
-            "--version",
-            "1.1.0",
-            "--force",
-        )
+        publish(bundle, "1.1.0")
         seen: set[str] = set()
 
         def rolled(st: dict[str, Any]) -> bool:

@@ -135,6 +135,27 @@ def apply(namespace: str, body: Mapping[str, Any]) -> subprocess.CompletedProces
     return kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(body), check=False)
 
 
+def patch_modelapp(namespace: str, name: str, merge_patch: str) -> None:
+    """`kubectl patch modelapp --type merge`, as a user edits a ModelApp."""
+    kubectl("-n", namespace, "patch", "modelapp", name, "--type", "merge", "-p", merge_patch)
+
+
+def create_push_secret(namespace: str, name: str = "push-creds") -> str:
+    """A docker-config Secret for Kaniko, as `kubectl create secret docker-registry` makes one."""
+    config = {"auths": {"registry.example": {"auth": "dXNlcjpwYXNz"}}}
+    kubectl(
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        name,
+        "--type=kubernetes.io/dockerconfigjson",
+        f"--from-literal=.dockerconfigjson={json.dumps(config)}",
+    )
+    return name
+
+
 def get_modelapp(namespace: str, name: str) -> dict[str, Any]:
     out = kubectl("-n", namespace, "get", "modelapp", name, "-o", "json").stdout
     result: dict[str, Any] = json.loads(out)

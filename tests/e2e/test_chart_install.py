@@ -16,6 +16,7 @@ from operator_kit import (
     OPERATOR,
     OperatorProcess,
     apply,
+    create_push_secret,
     modelapp_manifest,
     publish,
     serving,
@@ -155,20 +156,6 @@ def _secret(namespace: str, azurite: Azurite) -> None:
 PERMISSION_PROBLEMS = ("403", "Forbidden", "forbidden", "Not enough permissions")
 
 
-def _push_secret(namespace: str) -> None:
-    config = {"auths": {"registry.example": {"auth": "dXNlcjpwYXNz"}}}
-    kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        "push-creds",
-        "--type=kubernetes.io/dockerconfigjson",
-        f"--from-literal=.dockerconfigjson={json.dumps(config)}",
-    )
-
-
 def _manifest(packaging: str, container: str) -> dict[str, Any]:
     body = modelapp_manifest("diabetes", container, "diabetes/")
     if packaging == "Image":
@@ -198,7 +185,7 @@ def test_operator_runs_its_whole_story_with_the_charts_identity(
     release = install({"watchNamespaces": [app_namespace]})
     kubeconfig = service_account_kubeconfig(namespace, release + SA_SUFFIX, tmp_path / "sa.kubeconfig")
     _secret(app_namespace, azurite)
-    _push_secret(app_namespace)
+    create_push_secret(app_namespace)
     publish(azurite, diabetes_bundle, blob_container, "diabetes/", "1.0.0")
 
     op = OperatorProcess(app_namespace, tmp_path / "operator.log", kubeconfig=kubeconfig).start()

@@ -12,11 +12,13 @@ import pytest
 from operator_kit import (
     apply,
     condition,
+    create_push_secret,
     deployment,
     events,
     get_modelapp,
     modelapp_cli,
     modelapp_manifest,
+    patch_modelapp,
     publish,
     serving,
     settle,
@@ -31,18 +33,7 @@ DEST = "registry.example/team/diabetes"
 
 @pytest.fixture
 def push_secret(namespace: str) -> str:
-    config = {"auths": {"registry.example": {"auth": "dXNlcjpwYXNz"}}}
-    kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        "push-creds",
-        "--type=kubernetes.io/dockerconfigjson",
-        f"--from-literal=.dockerconfigjson={json.dumps(config)}",
-    )
-    return "push-creds"
+    return create_push_secret(namespace)
 
 
 def image_app(container: str, **spec: Any) -> dict[str, Any]:
@@ -166,16 +157,8 @@ def test_failed_build_quarantines_the_version_and_leaves_serving_untouched(
     namespace: str, ready_v1: dict[str, Any], azurite: Azurite, blob_container: str, diabetes_bundle: Path
 ) -> None:
     before = scorer_image(namespace)
-    kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "modelapp",
-        "diabetes",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec":{"build":{"kanikoImage":"registry.example/kwok-fail/kaniko:1"}}}',
+    patch_modelapp(
+        namespace, "diabetes", '{"spec":{"build":{"kanikoImage":"registry.example/kwok-fail/kaniko:1"}}}'
     )
     publish(azurite, diabetes_bundle, blob_container, "diabetes/", "2.0.0")
     failed = wait_for_status(

@@ -15,6 +15,7 @@ from operator_kit import (
     events,
     get_modelapp,
     modelapp_manifest,
+    patch_modelapp,
     publish,
     serving,
     settle,
@@ -113,16 +114,8 @@ def test_failed_rollout_is_rolled_back_and_the_previous_version_keeps_serving(
     wait_for_status(namespace, "diabetes", serving("1.0.0"), 60, "1.0.0 serving")
     good_image = _scorer_image(deployment(namespace, "diabetes"))
 
-    kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "modelapp",
-        "diabetes",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec":{"serve":{"image":"registry.example/scoring-service:kwok-fail"}}}',
+    patch_modelapp(
+        namespace, "diabetes", '{"spec":{"serve":{"image":"registry.example/scoring-service:kwok-fail"}}}'
     )
     failed = wait_for_status(
         namespace,
@@ -153,16 +146,8 @@ def test_failed_rollout_is_rolled_back_and_the_previous_version_keeps_serving(
     assert any(e["reason"] == "RolledBack" for e in warnings)
 
     # Fixing the spec clears the failure.
-    kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "modelapp",
-        "diabetes",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec":{"serve":{"image":"registry.example/scoring-service:fixed"}}}',
+    patch_modelapp(
+        namespace, "diabetes", '{"spec":{"serve":{"image":"registry.example/scoring-service:fixed"}}}'
     )
     fixed = wait_for_status(namespace, "diabetes", serving("1.0.0"), 30, "the fixed image serving")
     assert fixed["status"]["servingVersion"]["image"] == "registry.example/scoring-service:fixed"
@@ -182,17 +167,7 @@ def test_operator_killed_mid_rollout_completes_after_restart_without_duplicates(
     wait_for_status(namespace, "diabetes", serving("1.0.0"), 60, "1.0.0 serving")
 
     # Slow the rollout down so the kill lands in the middle of it: more replicas, surge of 25%.
-    kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "modelapp",
-        "diabetes",
-        "--type",
-        "merge",
-        "-p",
-        '{"spec":{"serve":{"replicas":8}}}',
-    )
+    patch_modelapp(namespace, "diabetes", '{"spec":{"serve":{"replicas":8}}}')
     wait_for_status(namespace, "diabetes", lambda a: a["status"].get("replicas") == 8, 30, "8 replicas")
     publish(azurite, diabetes_bundle, blob_container, "diabetes/", "2.0.0")
     wait_for_status(
