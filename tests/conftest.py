@@ -142,8 +142,10 @@ def operator_factory(namespace: str, crds: None, tmp_path: Path) -> Iterator[obj
 
     started: list[OperatorProcess] = []
 
-    def start(**env: str) -> OperatorProcess:
-        op = OperatorProcess(namespace, tmp_path / f"operator-{len(started)}.log", env=env).start()
+    def start(*args: str, **env: str) -> OperatorProcess:
+        op = OperatorProcess(
+            namespace, tmp_path / f"operator-{len(started)}.log", env=env, extra_args=args
+        ).start()
         started.append(op)
         return op
 

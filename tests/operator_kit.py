@@ -28,6 +28,7 @@ class OperatorProcess:
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
     kubeconfig: Path = KUBECONFIG
+    extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -41,7 +42,7 @@ class OperatorProcess:
         }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [OPERATOR, "-n", self.namespace, "--liveness", "", "--log-format", "plain"],
+            [OPERATOR, "-n", self.namespace, "--liveness", "", "--log-format", "plain", *self.extra_args],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
+    # Never below these levels, even with -v: the Kubernetes client's DEBUG lines carry response
+    # bodies (Secrets included) and the Azure SDK's carry request details.
+    logging.getLogger("kubernetes_asyncio").setLevel(logging.INFO)
     logging.getLogger("azure").setLevel(logging.WARNING)
     if not args.verbose:
         # kopf logs every handler call at INFO; our own logs say what matters.

@@ -432,9 +432,12 @@ def _follow(
 ) -> Condition:
     """The Deployment already runs the template we want (or the one we keep): follow its rollout."""
     spec = obs.spec
+    # Re-apply what the builder makes, not the template read back from the API server: that one
+    # carries server defaults, and applying it would count as a spec change (a new generation).
+    ours = _ours(obs, dep, target, images)
     if dep.spec_replicas != spec.replicas:
         # Scale: the pod template is untouched, so this is not a rollout.
-        _deploy(obs, p, dep.template, dep.last_good)
+        _deploy(obs, p, ours, dep.last_good)
         p.events.append(
             Event("Normal", Reason.SCALED, f"scaled from {dep.spec_replicas} to {spec.replicas} replicas")
         )
@@ -445,7 +448,8 @@ def _follow(
 
     if not dep.complete:
         msg = f"rolling out {dep.version}: {dep.updated}/{spec.replicas} updated, {dep.available} available"
-        if not st.data.get("pending") and target is not None:
+        serving_hash = (st.data.get("servingVersion") or {}).get("templateHash")
+        if not st.data.get("pending") and target is not None and dep.template_hash != serving_hash:
             # A rollout we started before a restart, whose status write was lost: adopt it.
             _start_pending(obs, st, p, target, dep.template_hash)
         return Condition(Cond.ROLLED_OUT, "False", Reason.PROGRESSING, msg)
@@ -487,13 +491,22 @@ def _follow(
                 p.observations.append(("time_to_serving", detected))
     if dep.last_good is None or builders.template_hash(dep.last_good) != dep.template_hash:
         # Remember this template as the one to come back to.
-        _deploy(obs, p, dep.template, dep.template)
+        _deploy(obs, p, ours, ours)
     last = (st.data.get("history") or [{}])[-1]
     if last.get("event") == "RolledBack":
         return Condition(Cond.ROLLED_OUT, "True", Reason.ROLLED_BACK, last.get("message", ""))
     return Condition(
         Cond.ROLLED_OUT, "True", Reason.ROLLED_OUT, f"{dep.version} rolled out to {dep.available} replicas"
     )
+
+
+def _ours(obs: Observed, dep: DeploymentState, target: Target | None, images: Images) -> dict[str, Any]:
+    """The builder's template for what the Deployment runs, when we can rebuild it exactly; else its own."""
+    if target is not None:
+        built = builders.pod_template(obs.app["metadata"]["name"], obs.spec, target, images)
+        if builders.template_hash(built) == dep.template_hash:
+            return built
+    return dep.template
 
 
 def _scorer_image(template: dict[str, Any]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -229,7 +231,7 @@ def test_missing_secret_stalls_with_a_clear_reason(
     namespace: str, blob_container: str, operator_factory: Any, azurite: Azurite, diabetes_bundle: Path
 ) -> None:
     publish(azurite, diabetes_bundle, blob_container, "diabetes/", "1.0.0")
-    operator_factory()
+    op = operator_factory("-v")  # debug logs too: they must not carry the secret either
     apply(namespace, modelapp_manifest("diabetes", blob_container, "diabetes/", secret="nope"))
     stalled = wait_for_status(
         namespace, "diabetes", lambda a: condition(a, "Stalled").get("status") == "True", 30, "Stalled"
@@ -249,3 +251,11 @@ def test_missing_secret_stalls_with_a_clear_reason(
         f"--from-literal=connectionString={azurite.connection_string}",
     )
     wait_for_status(namespace, "diabetes", serving("1.0.0"), 40, "1.0.0 serving once the Secret exists")
+
+    # No secret in logs, status or events.
+    key = azurite.account_key
+    assert "Handler 'modelapp_changed'" in op.log  # -v took effect: kopf's per-object INFO is there
+    assert key not in op.log
+    assert base64.b64encode(azurite.connection_string.encode()).decode()[:40] not in op.log
+    assert key not in json.dumps(get_modelapp(namespace, "diabetes"))
+    assert key not in json.dumps(events(namespace, "diabetes"))
