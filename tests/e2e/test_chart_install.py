@@ -33,7 +33,7 @@ NEEDED_IN_NAMESPACE = [
     ("get", "modelapps.modelapp.dev"),
     ("watch", "modelapps.modelapp.dev"),
     ("patch", "modelapps.modelapp.dev"),
-    ("patch", "modelapps.modelapp.dev", "status"),
+    ("update", "modelapps.modelapp.dev", "status"),
     ("create", "deployments.apps"),
     ("patch", "deployments.apps"),
     ("watch", "deployments.apps"),

@@ -67,10 +67,11 @@ ClusterRole (every namespace) or into a Role per watched namespace. Every rule s
 - apiGroups: [modelapp.dev]
   resources: [modelapps]
   verbs: [get, list, watch, patch]
-# The controller writes conditions, versions and history through a merge patch of the status subresource.
+# The controller writes conditions, versions and history: the whole status subresource, conditionally on
+# the resourceVersion it read (an update).
 - apiGroups: [modelapp.dev]
   resources: [modelapps/status]
-  verbs: [patch]
+  verbs: [update]
 # Owned objects carry blockOwnerDeletion: true; where the OwnerReferencesPermissionEnforcement admission
 # plugin runs (e.g. OpenShift), setting it needs update on the owner's finalizers. Grants nothing else.
 - apiGroups: [modelapp.dev]
