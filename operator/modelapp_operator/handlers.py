@@ -62,8 +62,10 @@ async def follow(namespace: str | None, name: str, stopped: kopf.DaemonStopped, 
     await memo.controller.run(AppKey(namespace or "", name), stopped)
 
 
+# The watch handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and the
+# asyncio.Events they set are not thread-safe (threads would also add malloc arenas to the RSS).
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def modelapp_changed(
+async def modelapp_changed(
     namespace: str | None, name: str, meta: kopf.Meta, status: kopf.Status, memo: Any, **_: Any
 ) -> None:
     """Spec edits and our annotations (approve, reject) wake the ModelApp at once; our own status writes do not."""
@@ -75,7 +77,7 @@ def modelapp_changed(
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
-def owned_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
+async def owned_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
     """Progress of an owned Deployment (rollout) or Job (build, verify) wakes its ModelApp."""
     owner = labels.get(LABEL_MODELAPP)
     if owner:
