@@ -108,10 +108,10 @@ class ContainerPoller:
         """The versions under ``prefix`` as of the last listing, and the last listing's problem if any."""
         if self.snapshot is None:
             return None, self.problem or (Reason.STORE_UNAVAILABLE, "the model store has not been listed yet")
-        refs = self.snapshot.versions(prefix)
-        versions = tuple(Published(r.version, r.etag, r.last_modified) for r in refs)
-        self._seen[key] = (versions, self.problem)
-        return (versions if self.problem is None else None), self.problem
+        seen = self._peek(prefix)
+        self._seen[key] = seen
+        versions, problem = seen
+        return (versions if problem is None else None), problem
 
     async def manifest(self, prefix: str, version: Published) -> ManifestInfo | str:
         """The version's manifest summary, or the reason it is unusable; one read per (version, ETag)."""
@@ -176,7 +176,8 @@ class ContainerPoller:
             live = {(p, r.version, r.etag) for p in prefixes for r in self.snapshot.versions(p)}
             self._manifests = {k: v for k, v in self._manifests.items() if k in live}
 
-    def _peek(self, prefix: str) -> object:
+    def _peek(self, prefix: str) -> tuple[tuple[Published, ...] | None, tuple[str, str] | None]:
+        """What an app reading ``prefix`` would see now; compared with what it last saw to decide wakes."""
         if self.snapshot is None:
             return (None, self.problem)
         refs = self.snapshot.versions(prefix)
