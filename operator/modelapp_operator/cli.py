@@ -430,8 +430,10 @@ def _fetch_arguments(parser: argparse.ArgumentParser) -> None:
     "fetch",
     help="download and verify a version into a directory",
     description=(
-        "Download version V into a temporary directory next to DIR, verify every sha256 against the\n"
-        "manifest, and only then move the files into DIR. On a mismatch nothing is left in DIR."
+        "Download version V into a hidden .staging-* directory inside DIR, verify every sha256 against\n"
+        "the manifest, and only then move the files into place. Nothing is written outside DIR (its\n"
+        "parent, the working directory, HOME and TMPDIR may be read-only). On a mismatch nothing is\n"
+        "left in DIR."
     ),
     epilog=f"""{STORE_HELP}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -24,6 +25,9 @@ from modelapp_operator.store.model import (
     normalize_prefix,
     version_path,
 )
+
+# fetch stages a download in a hidden directory of this name inside its output directory.
+STAGING_PREFIX = ".staging-"
 
 
 class BlobMissing(Exception):
@@ -185,25 +189,33 @@ class BlobModelStore(abc.ABC):
 
 
 async def download_verified(store: ModelStore, prefix: str, version: str, dest: Path) -> Manifest:
-    """Download into a temporary sibling of ``dest`` and move files into ``dest`` only once all verified.
+    """Download into a hidden staging directory inside ``dest`` and move files into place only once all
+    verified.
 
-    On any failure nothing of the version is left in ``dest``.
+    ``dest`` is the one place written: where fetch runs (an init container with a read-only root
+    filesystem), its parent, the working directory, HOME and TMPDIR may all be read-only. On any
+    failure nothing of the version is left in ``dest`` (nor ``dest`` itself, if this created it).
     """
+    created = not await asyncio.to_thread(dest.exists)
     staging = await asyncio.to_thread(_make_staging, dest)
+    done = False
     try:
         manifest = await store.download_version(prefix, version, staging)
         # Re-read from disk: what gets moved is exactly what was verified.
         await asyncio.to_thread(verify_files, staging, manifest)
         await asyncio.to_thread(_move_into, staging, dest, [*sorted(manifest.files), MANIFEST_FILE])
+        done = True
         return manifest
     finally:
         await asyncio.to_thread(shutil.rmtree, staging, True)
+        if created and not done:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(dest.rmdir)
 
 
 def _make_staging(dest: Path) -> Path:
-    dest = dest.absolute()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.fetch-", dir=dest.parent))
+    dest.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=dest.absolute()))
 
 
 def _move_into(staging: Path, dest: Path, paths: list[str]) -> None:
