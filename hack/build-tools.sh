@@ -66,7 +66,10 @@ if [[ ! -x "$azurite_dir/node_modules/.bin/azurite-blob" ]]; then
 fi
 ln -sf "$azurite_dir/node_modules/.bin/azurite-blob" "$bin/azurite-blob"
 
-for f in etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm azurite-blob; do
+# crane (go-containerregistry): hack/images.sh assembles and pushes the test bed's OCI images with it.
+build_go crane crane github.com/google/go-containerregistry/cmd/crane
+
+for f in etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm crane azurite-blob; do
   ln -sf "$bin/$f" "$repo/.local/bin/$f"
 done
 log "tools ready in $((SECONDS - total))s: $bin"
