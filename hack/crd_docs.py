@@ -37,10 +37,19 @@ def _constraints(node: dict[str, Any]) -> str:
         ("maximum", "≤"),
         ("minLength", "length ≥"),
         ("maxLength", "length ≤"),
+        ("maxItems", "items ≤"),
+        ("maxProperties", "entries ≤"),
     ):
         if key in node:
             parts.append(f"{label} {node[key]}")
-    for rule in node.get("x-kubernetes-validations", []):
+    if node.get("x-kubernetes-list-type") == "map":
+        parts.append(f"unique by {', '.join(node.get('x-kubernetes-list-map-keys', []))}")
+    # Rules on each item or map value are listed with the array or map that holds them.
+    inner = node.get("items") if node.get("type") == "array" else node.get("additionalProperties")
+    rules = [*node.get("x-kubernetes-validations", [])]
+    if isinstance(inner, dict):
+        rules += inner.get("x-kubernetes-validations", [])
+    for rule in rules:
         parts.append(f"rejected with: “{' '.join(str(rule['message']).split())}”")
     return "; ".join(parts)
 
@@ -59,6 +68,9 @@ def _rows(node: dict[str, Any], path: str, required: set[str], out: list[str]) -
         out.append(f"| `{field}` | {_type(child)} | {req} | {default} | {desc} | {cons} |")
         if child.get("type") == "object" or "properties" in child:
             _rows(child, field, set(child.get("required", [])), out)
+        items = child.get("items") or {}
+        if child.get("type") == "array" and "properties" in items:
+            _rows(items, f"{field}[]", set(items.get("required", [])), out)
 
 
 def render() -> str:

@@ -111,13 +111,36 @@ def fetch_container(spec: AppSpec, images: Images, version: str, out_dir: str) -
     }
 
 
-def pod_template(name: str, spec: AppSpec, target: Target, images: Images) -> dict[str, Any]:
-    """The serving pod template, annotated with its own content hash."""
+def placement(spec: AppSpec) -> dict[str, Any]:
+    """Pod-level fields every pod of the app carries (serving, build, contract test): where it may run
+    and what it pulls with. Only what the spec sets, so an app that sets none keeps its template."""
+    pod: dict[str, Any] = {}
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod["tolerations"] = copy.deepcopy(list(spec.tolerations))
+    if spec.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
+    return pod
+
+
+def service_account(spec: AppSpec) -> dict[str, Any]:
+    """The spec's ServiceAccount for the pods that read the store (serving and build)."""
+    return {"serviceAccountName": spec.service_account} if spec.service_account else {}
+
+
+def app_env(spec: AppSpec) -> dict[str, Any]:
+    """The spec's env for the containers that run the scorer (serving and contract test), if any."""
+    return {"env": copy.deepcopy(list(spec.env))} if spec.env else {}
+
+
+def _scorer(spec: AppSpec, image: str) -> dict[str, Any]:
     probe_port = HTTP_PORT_NAME
     scorer: dict[str, Any] = {
         "name": "scorer",
-        "image": target.image,
+        "image": image,
         "args": ["serve", "--model-dir", MODELS_DIR, "--host", "0.0.0.0", "--port", str(spec.port)],
+        **app_env(spec),
         "ports": [{"name": HTTP_PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": probe_port},
@@ -139,11 +162,19 @@ def pod_template(name: str, spec: AppSpec, target: Target, images: Images) -> di
     }
     if spec.resources:
         scorer["resources"] = copy.deepcopy(spec.resources)
+    return scorer
+
+
+def pod_template(name: str, spec: AppSpec, target: Target, images: Images) -> dict[str, Any]:
+    """The serving pod template, annotated with its own content hash."""
+    scorer = _scorer(spec, target.image)
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "securityContext": pod_security_context(),
         "containers": [scorer],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
+        **placement(spec),
+        **service_account(spec),
     }
     labels = common_labels(name, COMPONENT_SERVER)
     if not target.baked:
@@ -152,8 +183,6 @@ def pod_template(name: str, spec: AppSpec, target: Target, images: Images) -> di
         ]
         pod["volumes"].append({"name": "models", "emptyDir": {}})
         scorer["volumeMounts"].append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
-    if spec.service_account:
-        pod["serviceAccountName"] = spec.service_account
     if not target.baked and not spec.source.secret_name:
         # AKS workload identity injects the federated token into pods that carry this label.
         labels["azure.workload.identity/use"] = "true"
@@ -304,26 +333,9 @@ def _job(
     }
 
 
-def build_job(
-    app: dict[str, Any],
-    spec: AppSpec,
-    images: Images,
-    version: str,
-    sha256: str,
-    source_url: str,
-    attempt: int = 0,
-) -> dict[str, Any]:
-    """The Kaniko Job that bakes a verified model version into an image and pushes it."""
+def _kaniko(spec: AppSpec, images: Images, version: str, sha256: str) -> dict[str, Any]:
     build = spec.build
     assert build is not None
-    digest = build_hash(spec, images, version, sha256, attempt)
-    base = build.base_image or images.base
-    fetch = fetch_container(spec, images, version, "/workspace")
-    fetch["args"] += ["--dockerfile", "--base-image", base, "--source", source_url]
-    fetch["volumeMounts"] = [
-        {"name": "workspace", "mountPath": "/workspace"},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
     args = [
         "--context=dir:///workspace",
         "--dockerfile=/workspace/Dockerfile",
@@ -334,7 +346,7 @@ def build_job(
     ]
     if build.cache:
         args += ["--cache=true", f"--cache-repo={build.destination}/cache", "--cache-ttl=168h"]
-    kaniko = {
+    return {
         "name": "kaniko",
         "image": build.kaniko_image or images.kaniko,
         "args": args,
@@ -354,11 +366,39 @@ def build_job(
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
     }
+
+
+def _pod_key(pod: dict[str, Any], name_from: str) -> str:
+    """A Job's name hash: what it builds or verifies, and, when set, how its pods are placed, so that a
+    placement fix (e.g. a toleration) gets a new pod rather than waiting on the stuck one."""
+    return short_hash({"job": name_from, "pod": pod}) if pod else name_from
+
+
+def build_job(
+    app: dict[str, Any],
+    spec: AppSpec,
+    images: Images,
+    version: str,
+    sha256: str,
+    source_url: str,
+    attempt: int = 0,
+) -> dict[str, Any]:
+    """The Kaniko Job that bakes a verified model version into an image and pushes it."""
+    build = spec.build
+    assert build is not None
+    digest = build_hash(spec, images, version, sha256, attempt)
+    fetch = fetch_container(spec, images, version, "/workspace")
+    fetch["args"] += ["--dockerfile", "--base-image", build.base_image or images.base, "--source", source_url]
+    fetch["volumeMounts"] = [
+        {"name": "workspace", "mountPath": "/workspace"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    placed = placement(spec)
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "initContainers": [fetch],
-        "containers": [kaniko],
+        "containers": [_kaniko(spec, images, version, sha256)],
         "volumes": [
             {"name": "workspace", "emptyDir": {}},
             {"name": "tmp", "emptyDir": {}},
@@ -370,18 +410,12 @@ def build_job(
                 },
             },
         ],
+        **placed,
+        **service_account(spec),
     }
-    if spec.service_account:
-        pod["serviceAccountName"] = spec.service_account
     annotations = {ANN_MODEL_VERSION: version, ANN_MODEL_SHA256: sha256, ANN_BUILD_HASH: digest}
-    job = _job(
-        app,
-        job_name(app["metadata"]["name"], "build", digest),
-        COMPONENT_BUILD,
-        build.timeout_seconds,
-        pod,
-        annotations,
-    )
+    name = job_name(app["metadata"]["name"], "build", _pod_key(placed, digest))
+    job = _job(app, name, COMPONENT_BUILD, build.timeout_seconds, pod, annotations)
     if not spec.source.secret_name:
         # AKS workload identity: the fetch step reads the store with the pod's federated token.
         job["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] = "true"
@@ -389,13 +423,21 @@ def build_job(
 
 
 def verify_job(
-    app: dict[str, Any], spec: AppSpec, image: str, version: str, sha256: str, attempt: int = 0
+    app: dict[str, Any],
+    spec: AppSpec,
+    image: str,
+    version: str,
+    sha256: str,
+    attempt: int = 0,
+    retry: int = 0,
 ) -> dict[str, Any]:
-    """The contract-test Job: the new image runs `scoring-service smoke` on the model baked into it."""
+    """The contract-test Job: the new image runs `scoring-service smoke` on the model baked into it.
+    ``retry`` > 0 after an earlier Job of the same test ran out of time with its pods refused."""
     smoke = {
         "name": "smoke",
         "image": image,
         "args": ["smoke", "--model-dir", MODELS_DIR],
+        **app_env(spec),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": container_security_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -403,14 +445,22 @@ def verify_job(
         if spec.resources
         else {"requests": {"cpu": "250m", "memory": "256Mi"}},
     }
+    placed = placement(spec)
     pod = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "securityContext": pod_security_context(),
         "containers": [smoke],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
+        **placed,
     }
     annotations = {ANN_MODEL_VERSION: version, ANN_MODEL_SHA256: sha256, ANN_IMAGE: image}
-    key: dict[str, Any] = {"image": image, "v": version, **({"attempt": attempt} if attempt else {})}
-    name = job_name(app["metadata"]["name"], "verify", short_hash(key))
+    key: dict[str, Any] = {
+        "image": image,
+        "v": version,
+        **({"attempt": attempt} if attempt else {}),
+        **({"retry": retry} if retry else {}),
+    }
+    pod_key = _pod_key({**placed, **app_env(spec)}, short_hash(key))
+    name = job_name(app["metadata"]["name"], "verify", pod_key)
     return _job(app, name, COMPONENT_VERIFY, VERIFY_DEADLINE_SECONDS, pod, annotations)

@@ -75,6 +75,12 @@ class AppSpec:
     port: int = 8080
     service_account: str | None = None
     resources: dict[str, Any] = field(default_factory=dict)
+    # Pod placement and pulls, the same on every pod the app owns (serving, build, contract test), and
+    # the scorer's environment; kept as the Pod API spells them (the CRD validated them).
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    image_pull_secrets: tuple[str, ...] = ()
+    env: tuple[dict[str, Any], ...] = ()
     manual_approval: bool = False
     contract_test: bool = True
     progress_deadline_seconds: int = 300
@@ -126,6 +132,10 @@ def parse_spec(name: str, spec: dict[str, Any]) -> AppSpec:
         port=int(serve.get("port", 8080)),
         service_account=serve.get("serviceAccountName"),
         resources=dict(serve.get("resources") or {}),
+        node_selector={str(k): str(v) for k, v in (serve.get("nodeSelector") or {}).items()},
+        tolerations=tuple(dict(t) for t in serve.get("tolerations") or ()),
+        image_pull_secrets=tuple(str(s["name"]) for s in serve.get("imagePullSecrets") or ()),
+        env=tuple(dict(e) for e in serve.get("env") or ()),
         manual_approval=rollout.get("approval") == "Manual",
         contract_test=bool(rollout.get("contractTest", True)),
         progress_deadline_seconds=int(rollout.get("progressDeadlineSeconds", 300)),

@@ -209,6 +209,81 @@ MISTAKES: list[tuple[str, Mutation, str]] = [
         _set("spec.serve.serviceAccountName", "Scorer_SA"),
         "serve.serviceAccountName must be a valid ServiceAccount name",
     ),
+    (
+        "node-selector-key",
+        _set("spec.serve.nodeSelector", {"gpu pool": "a"}),
+        "serve.nodeSelector keys must be label keys",
+    ),
+    (
+        "node-selector-value",
+        _set("spec.serve.nodeSelector", {"pool": "-gpu"}),
+        "serve.nodeSelector values must be label values",
+    ),
+    (
+        "toleration-exists-value",
+        _set("spec.serve.tolerations", [{"key": "pool", "operator": "Exists", "value": "gpu"}]),
+        "a toleration with operator Exists must not set a value",
+    ),
+    (
+        "toleration-no-key",
+        _set("spec.serve.tolerations", [{"value": "gpu"}]),
+        "a toleration without a key must set operator Exists",
+    ),
+    (
+        "toleration-seconds",
+        _set("spec.serve.tolerations", [{"key": "pool", "effect": "NoSchedule", "tolerationSeconds": 60}]),
+        "tolerationSeconds applies only to effect NoExecute",
+    ),
+    (
+        "toleration-operator",
+        _set("spec.serve.tolerations", [{"key": "pool", "operator": "In"}]),
+        'Unsupported value: "In"',
+    ),
+    (
+        "pull-secret-name",
+        _set("spec.serve.imagePullSecrets", [{"name": "ACR_pull"}]),
+        "imagePullSecrets[].name must be a valid Secret name",
+    ),
+    ("env-name", _set("spec.serve.env", [{"name": "1X", "value": "1"}]), "env[].name must consist of"),
+    (
+        "env-operator-owned",
+        _set("spec.serve.env", [{"name": "SCORING_PORT", "value": "9000"}]),
+        "SCORING_MODEL_DIR, SCORING_HOST and SCORING_PORT are set by the operator",
+    ),
+    (
+        "env-value-and-from",
+        _set(
+            "spec.serve.env",
+            [{"name": "X", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        ),
+        "an env entry sets value or valueFrom, not both",
+    ),
+    (
+        "env-two-sources",
+        _set(
+            "spec.serve.env",
+            [
+                {
+                    "name": "X",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": "s", "key": "k"},
+                        "fieldRef": {"fieldPath": "metadata.name"},
+                    },
+                }
+            ],
+        ),
+        "env[].valueFrom must set exactly one of secretKeyRef, configMapKeyRef or fieldRef",
+    ),
+    (
+        "env-field-path",
+        _set("spec.serve.env", [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.containers"}}}]),
+        "fieldRef.fieldPath must be one of",
+    ),
+    (
+        "env-duplicate",
+        _set("spec.serve.env", [{"name": "X", "value": "1"}, {"name": "X", "value": "2"}]),
+        "Duplicate value",
+    ),
     ("approval", _set("spec.rollout.approval", "Later"), 'Unsupported value: "Later"'),
     ("packaging", _set("spec.packaging", "Zip"), 'Unsupported value: "Zip"'),
 ]
@@ -297,6 +372,42 @@ def test_a_minimal_app_is_accepted_and_defaulted(crds: None, namespace: str) -> 
 
 def test_the_test_kit_manifest_is_accepted(crds: None, namespace: str) -> None:
     assert _apply(namespace, _app()).returncode == 0
+
+
+def test_placement_pulls_and_env_are_accepted_as_a_pod_spells_them(crds: None, namespace: str) -> None:
+    body = _app("placed")
+    serve = body["spec"]["serve"]
+    serve["nodeSelector"] = {**serve["nodeSelector"], "kubernetes.azure.com/agentpool": "gpu"}
+    serve["tolerations"] = [
+        *serve["tolerations"],
+        {
+            "key": "kubernetes.azure.com/scalesetpriority",
+            "operator": "Equal",
+            "value": "spot",
+            "effect": "NoSchedule",
+        },
+        {
+            "key": "node.kubernetes.io/unreachable",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 30,
+        },
+        {"operator": "Exists"},
+    ]
+    serve["imagePullSecrets"] = [{"name": "acr-pull"}]
+    serve["env"] = [
+        {"name": "SCORING_WORKERS", "value": "2"},
+        {
+            "name": "API_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "tokens", "key": "api", "optional": True}},
+        },
+        {"name": "LABELS", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "labels.json"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "TEAM", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['team']"}}},
+    ]
+    proc = _apply(namespace, body)
+    assert proc.returncode == 0, proc.stderr
+    assert get_modelapp(namespace, "placed")["spec"]["serve"] == {**serve, "port": 8080}
 
 
 def test_an_image_app_with_build_is_accepted_and_defaulted(crds: None, namespace: str) -> None:
