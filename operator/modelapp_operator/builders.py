@@ -356,7 +356,7 @@ def _kaniko(spec: AppSpec, images: Images, version: str, sha256: str) -> dict[st
             {"name": "docker-config", "mountPath": KANIKO_DOCKER_CONFIG, "readOnly": True},
         ],
         # Kaniko unpacks the base image's filesystem, so it runs as root; it needs no privilege
-        # escalation and no host access.
+        # escalation and no host access. Pod Security `baseline` admits it, `restricted` does not.
         "securityContext": {
             "runAsUser": 0,
             "runAsNonRoot": False,
@@ -393,6 +393,8 @@ def build_job(
         {"name": "workspace", "mountPath": "/workspace"},
         {"name": "tmp", "mountPath": "/tmp"},
     ]
+    # The pod runs Kaniko as root, so it has no pod-wide user: the fetch step names its own.
+    fetch["securityContext"] |= {"runAsUser": RUN_AS, "runAsGroup": RUN_AS}
     placed = placement(spec)
     pod: dict[str, Any] = {
         "restartPolicy": "Never",

@@ -1,4 +1,5 @@
-"""serve.nodeSelector, tolerations, imagePullSecrets and env on every pod the app owns."""
+"""serve.nodeSelector, tolerations, imagePullSecrets and env on every pod the app owns; every container but
+Kaniko hardened as Pod Security `restricted` requires."""
 
 from __future__ import annotations
 
@@ -142,3 +143,54 @@ def test_a_placement_fix_gets_a_new_build_job_but_env_does_not() -> None:
     assert name(spec) == builders.job_name(NAME, "build", digest)  # unchanged for apps that set none
     assert name(dataclasses.replace(spec, tolerations=(SPOT,))) != name(spec)
     assert name(dataclasses.replace(spec, env=tuple(ENV))) == name(spec)
+
+
+# --- Pod Security `restricted` for every container but Kaniko -------------------------------------------------
+
+
+def _effective(pod: dict[str, Any], container: dict[str, Any], key: str) -> Any:
+    """A security setting as the kubelet applies it: the container's, else the pod's."""
+    ctx = container.get("securityContext") or {}
+    return ctx[key] if key in ctx else (pod.get("securityContext") or {}).get(key)
+
+
+def _all_pods() -> list[tuple[str, dict[str, Any]]]:
+    spec = placed_spec()
+    return [
+        ("serving (InitContainer)", serving_pod(spec)),
+        ("serving (Image)", serving_pod(spec, baked=True)),
+        ("build", build_pod(spec)),
+        ("verify", verify_pod(spec)),
+    ]
+
+
+@pytest.mark.parametrize(("what", "pod"), _all_pods(), ids=[w for w, _ in _all_pods()])
+def test_every_container_but_kaniko_runs_as_restricted_requires(what: str, pod: dict[str, Any]) -> None:
+    for name, c in containers(pod).items():
+        if name == "kaniko":
+            continue
+        ctx = c["securityContext"]
+        assert _effective(pod, c, "runAsNonRoot") is True, (what, name)
+        assert _effective(pod, c, "runAsUser") == builders.RUN_AS == 10001, (what, name)
+        assert _effective(pod, c, "seccompProfile") == {"type": "RuntimeDefault"}, (what, name)
+        assert ctx["allowPrivilegeEscalation"] is False, (what, name)
+        assert ctx["capabilities"] == {"drop": ["ALL"]}, (what, name)
+        assert ctx["readOnlyRootFilesystem"] is True, (what, name)
+        # What it writes is an emptyDir: /tmp always, the model or build context for fetch.
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        assert "/tmp" in mounts, (what, name)
+        if name == "fetch-model":
+            out = c["args"][c["args"].index("--out") + 1]
+            assert any(out.startswith(path) and not m.get("readOnly") for path, m in mounts.items()), out
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert all({"emptyDir", "secret"} & v.keys() for v in volumes.values()), what
+
+
+def test_kaniko_runs_as_root_without_escalation_which_is_pod_security_baseline() -> None:
+    kaniko = containers(build_pod(make_spec()))["kaniko"]
+    ctx = kaniko["securityContext"]
+    assert (ctx["runAsUser"], ctx["runAsNonRoot"]) == (0, False)
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "privileged" not in ctx
+    assert "add" not in ctx.get("capabilities", {})
