@@ -66,6 +66,12 @@ def _api_message(exc: ApiException) -> str:
         return ""
 
 
+def _event_time(event: Any) -> datetime:
+    """When an Event last happened (core/v1 Events fill one of these, depending on who posted them)."""
+    when = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+    return when if isinstance(when, datetime) else datetime.min.replace(tzinfo=UTC)
+
+
 class Controller:
     """Reconciles ModelApps. One instance per operator process; kopf handlers call into it."""
 
@@ -280,27 +286,41 @@ class Controller:
         jobs = await self.batch.list_namespaced_job(
             key.namespace, label_selector=f"{LABEL_MODELAPP}={key.name}"
         )
-        out: dict[str, JobState] = {}
-        for job in jobs.items:
-            st = job.status
-            conditions = {c.type: c for c in st.conditions or [] if c.status == "True"}
-            done_ok = "Complete" in conditions or "SuccessCriteriaMet" in conditions
-            failed = "Failed" in conditions or "FailureTarget" in conditions
-            message, reason = "", ""
-            if failed:
-                cond = conditions.get("Failed") or conditions.get("FailureTarget")
-                reason = f"{cond.reason}: {cond.message}" if cond is not None else ""
-            if done_ok or failed:
-                message = await self._termination_message(key.namespace, job.metadata.name)
-            out[job.metadata.name] = JobState(
-                name=job.metadata.name,
-                active=bool(st.active) and not (done_ok or failed),
-                succeeded=done_ok,
-                failed=failed,
-                message=message,
-                reason=reason,
-            )
-        return out
+        states = [await self._job_state(key.namespace, job) for job in jobs.items]
+        return {s.name: s for s in states}
+
+    async def _job_state(self, namespace: str, job: Any) -> JobState:
+        st = job.status
+        conditions = {c.type: c for c in st.conditions or [] if c.status == "True"}
+        done_ok = "Complete" in conditions or "SuccessCriteriaMet" in conditions
+        failed = "Failed" in conditions or "FailureTarget" in conditions
+        message, reason, rejected = "", "", ""
+        if failed:
+            cond = conditions.get("Failed") or conditions.get("FailureTarget")
+            reason = f"{cond.reason}: {cond.message}" if cond is not None else ""
+        if done_ok or failed:
+            message = await self._termination_message(namespace, job.metadata.name)
+        if not (st.active or st.succeeded or st.failed or done_ok):
+            # Never had a pod: the API server may be refusing them (Pod Security admission, a quota,
+            # a webhook). The Job controller says so only in a FailedCreate event on the Job.
+            rejected = await self._pod_refusal(namespace, job.metadata.uid)
+        return JobState(
+            name=job.metadata.name,
+            active=bool(st.active) and not (done_ok or failed),
+            succeeded=done_ok,
+            failed=failed,
+            message=message,
+            reason=reason,
+            rejected=rejected,
+        )
+
+    async def _pod_refusal(self, namespace: str, job_uid: str) -> str:
+        """The newest FailedCreate event of a Job: the API server's own words for refusing its pods."""
+        events = await self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.uid={job_uid},reason=FailedCreate"
+        )
+        newest = max(events.items, key=_event_time, default=None)
+        return str(newest.message or "")[:2000] if newest is not None else ""
 
     async def _termination_message(self, namespace: str, job_name: str) -> str:
         """The newest pod's termination message: Kaniko's digest, or the tail of a failure."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelapp_operator import builders
 from modelapp_operator.builders import Images, Target
@@ -14,11 +14,16 @@ from modelapp_operator.names import ANN_APPROVE, ANN_QUARANTINE, ANN_REJECT, ANN
 from modelapp_operator.policy import Quarantine, beats
 
 if TYPE_CHECKING:
-    from modelapp_operator.planner import ManifestInfo, Observed, Plan, _Status
+    from modelapp_operator.planner import Event, ManifestInfo, Observed, Plan, _Status
 
 TAIL = 400
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 IMAGES_KEPT = 10
+# A Job with no pod yet is looked at again this soon, for this long after it started: the API
+# server's refusal of its pods shows only in its events, and the Job object may not change again.
+POD_WAIT = 3.0
+POD_WAIT_WINDOW = 60.0
+REFUSAL_CHARS = 400
 USER_ACTIONS = (ANN_APPROVE, ANN_REJECT, ANN_QUARANTINE, ANN_UNQUARANTINE)
 
 
@@ -32,6 +37,8 @@ class JobState:
     failed: bool
     message: str = ""
     reason: str = ""
+    # While the Job has never had a pod: the API server's refusal of them (its FailedCreate event).
+    rejected: str = ""
 
 
 def effective_quarantine(status: Mapping[str, Any], annotations: Mapping[str, str]) -> list[Quarantine]:
@@ -146,22 +153,77 @@ def _source_url(obs: Observed, version: str) -> str:
     return f"{src.account_url}/{src.container}/{prefix + '/' if prefix else ''}{version}/"
 
 
+@dataclass(frozen=True)
+class _Step:
+    """What differs between the build and the contract-test Job."""
+
+    cond: str
+    waiting: str  # the pending stage and the condition's reason while the Job runs
+    started: str  # the history entry when it starts
+    rejected: str
+    failed: str
+    what: str
+    event_on_start: bool
+
+
+_BUILD = _Step(
+    Cond.IMAGE_BUILT,
+    "Building",
+    "BuildStarted",
+    Reason.BUILD_POD_REJECTED,
+    Reason.BUILD_FAILED,
+    "build",
+    True,
+)
+_VERIFY = _Step(
+    Cond.VERIFIED,
+    "Verifying",
+    "VerifyStarted",
+    Reason.VERIFY_POD_REJECTED,
+    Reason.CONTRACT_FAILED,
+    "contract-test",
+    False,
+)
+
+
+@dataclass(frozen=True)
+class _Gate:
+    """One version on its way through the build and contract-test Jobs, in one reconcile."""
+
+    obs: Observed
+    st: _Status
+    p: Plan
+    info: ManifestInfo
+    seconds: Any  # seconds(since, now), passed in to keep this module free of planner imports
+    attempt: int
+    serving_now: bool  # the version serves already (built with other settings)
+
+    def took(self) -> float | None:
+        """Seconds since the pending stage began."""
+        value: float | None = self.seconds(_since(self.st), self.obs.now)
+        return value
+
+
+def _event(type_: Literal["Normal", "Warning"], reason: str, message: str) -> Event:
+    from modelapp_operator.planner import Event
+
+    return Event(type_, reason, message)
+
+
+def _tail(state: JobState) -> str:
+    return state.message[-TAIL:] if state.message else state.reason or "no termination message"
+
+
 def package(
     obs: Observed, st: _Status, p: Plan, info: ManifestInfo, images: Images, seconds: Any
 ) -> tuple[str | None, list[Condition]]:
-    """Image packaging: the built and verified image for ``info``, or None while building, verifying or failed.
-
-    ``seconds(since, now)`` measures durations; it is passed in to keep this module free of planner imports.
-    """
-    from modelapp_operator.planner import Event
-
-    spec, now = obs.spec, rfc3339(obs.now)
+    """Image packaging: the built and verified image for ``info``, or None while building, verifying or failed."""
+    spec = obs.spec
     assert spec.build is not None
     attempt = int((st.data.get("attempts") or {}).get(info.version, 0))
     bh = builders.build_hash(spec, images, info.version, info.sha256, attempt)
     known: dict[str, dict[str, Any]] = st.data.setdefault("images", {})
     built = known.get(bh)
-    conds: list[Condition] = []
     if built is not None and built.get("failed"):
         # This exact build (or its contract test) already failed for the serving version: do not
         # loop on it; a change to the build settings (a new hash) tries again.
@@ -169,99 +231,150 @@ def package(
         reason = Reason.CONTRACT_FAILED if built.get("image") else Reason.BUILD_FAILED
         return None, [Condition(cond, "False", reason, str(built.get("message", "")))]
     serving_now = (st.data.get("servingVersion") or {}).get("version") == info.version
-
+    gate = _Gate(obs, st, p, info, seconds, attempt, serving_now)
     if built is None:
-        job = builders.build_job(
-            obs.app, spec, images, info.version, info.sha256, _source_url(obs, info.version), attempt
-        )
-        name = job["metadata"]["name"]
-        state = obs.jobs.get(name)
-        if state is None or state.active or not (state.succeeded or state.failed):
-            if state is None:
-                p.create.append(job)
-            if _set_pending(st, info, "Building", now, job=name):
-                st.record("BuildStarted", info.version, message=f"Job {name}")
-                p.events.append(
-                    Event("Normal", "BuildStarted", f"building model version {info.version} (Job {name})")
-                )
-            msg = f"building {info.version} in Job {name}"
-            return None, [Condition(Cond.IMAGE_BUILT, "False", "Building", msg)]
-        if state.failed:
-            tail = state.message[-TAIL:] if state.message else state.reason or "no termination message"
-            msg = f"build Job {name} of {info.version} failed: {tail}"
-            if serving_now:
-                # The version serves already (built with other settings): keep it, remember the failure.
-                known[bh] = {"failed": True, "version": info.version, "message": msg}
-            else:
-                st.add_quarantine(info.version, info.etag, info.sha256, Reason.BUILD_FAILED, msg)
-            st.record("BuildFailed", info.version, message=msg, duration=seconds(_since(st), obs.now))
-            st.data.pop("pending", None)
-            p.events.append(Event("Warning", Reason.BUILD_FAILED, msg))
-            p.observations.append(("build_failures", 1.0))
-            p.requeue_after = 1.0
-            return None, [Condition(Cond.IMAGE_BUILT, "False", Reason.BUILD_FAILED, msg)]
-        digest = state.message.strip()
-        by_tag = _DIGEST.fullmatch(digest) is None
-        destination = spec.build.destination
-        image = (
-            f"{destination}:{builders.image_tag(info.version, info.sha256)}"
-            if by_tag
-            else f"{destination}@{digest}"
-        )
-        built = {"image": image, "byTag": by_tag, "verified": False, "version": info.version}
-        known[bh] = built
-        while len(known) > IMAGES_KEPT:
-            known.pop(next(iter(known)))
-        took = seconds(_since(st), obs.now)
-        st.record("Built", info.version, image=image, duration=took)
-        if took is not None:
-            p.observations.append(("build_seconds", took))
-        p.events.append(Event("Normal", "Built", f"built {image} for model version {info.version}"))
+        outcome = _build(gate, images, bh, known)
+        if isinstance(outcome, Condition):
+            return None, [outcome]
+        built = outcome
     image = str(built["image"])
     note = " (by tag: the build reported no digest)" if built.get("byTag") else ""
-    conds.append(Condition(Cond.IMAGE_BUILT, "True", "Built", f"{image}{note}"))
-
+    conds = [Condition(Cond.IMAGE_BUILT, "True", "Built", f"{image}{note}")]
+    passed = f"{image} passed its contract test"
     if not spec.contract_test:
-        conds.append(Condition(Cond.VERIFIED, "True", "Skipped", "rollout.contractTest is false"))
-        return image, conds
+        return image, [*conds, Condition(Cond.VERIFIED, "True", "Skipped", "rollout.contractTest is false")]
     if built.get("verified"):
-        conds.append(Condition(Cond.VERIFIED, "True", "ContractPassed", f"{image} passed its contract test"))
-        return image, conds
-    job = builders.verify_job(obs.app, spec, image, info.version, info.sha256, attempt)
+        return image, [*conds, Condition(Cond.VERIFIED, "True", "ContractPassed", passed)]
+    verdict = _verify(gate, built, image)
+    return (image if verdict.status == "True" else None), [*conds, verdict]
+
+
+def _build(
+    gate: _Gate, images: Images, bh: str, known: dict[str, dict[str, Any]]
+) -> dict[str, Any] | Condition:
+    """The build Job of ``gate.info``: its image entry once built, else the ImageBuilt condition to report."""
+    obs, st, p, info = gate.obs, gate.st, gate.p, gate.info
+    job = builders.build_job(
+        obs.app, obs.spec, images, info.version, info.sha256, _source_url(obs, info.version), gate.attempt
+    )
     name = job["metadata"]["name"]
     state = obs.jobs.get(name)
-    if state is None or state.active or not (state.succeeded or state.failed):
-        if state is None:
-            p.create.append(job)
-        if _set_pending(st, info, "Verifying", now, job=name, image=image):
-            st.record("VerifyStarted", info.version, image=image, message=f"Job {name}")
-        conds.append(
-            Condition(Cond.VERIFIED, "False", "Verifying", f"contract test of {image} in Job {name}")
-        )
-        return None, conds
-    took = seconds(_since(st), obs.now)
+    if state is None or not (state.succeeded or state.failed):
+        return _await_job(gate, _BUILD, job, state, f"building {info.version} in Job {name}")
+    if state.failed and state.rejected:
+        # The deadline passed with every pod refused: nothing was built and the model is not at
+        # fault, so a new attempt (a new Job) waits for the namespace to admit its pod.
+        st.data["attempts"] = {**(st.data.get("attempts") or {}), info.version: gate.attempt + 1}
+        return _pod_rejected(gate, _BUILD, name, state.rejected, expired=True)
     if state.failed:
-        tail = state.message[-TAIL:] if state.message else state.reason or "no termination message"
-        msg = f"contract test of {info.version} ({image}) failed: {tail}"
-        if serving_now:
-            built.update(failed=True, message=msg)
-        else:
-            st.add_quarantine(info.version, info.etag, info.sha256, Reason.CONTRACT_FAILED, msg)
-        st.record("ContractFailed", info.version, image=image, message=msg, duration=took)
-        st.data.pop("pending", None)
-        p.events.append(Event("Warning", Reason.CONTRACT_FAILED, msg))
-        p.requeue_after = 1.0
-        conds.append(Condition(Cond.VERIFIED, "False", Reason.CONTRACT_FAILED, msg))
-        return None, conds
+        msg = f"build Job {name} of {info.version} failed: {_tail(state)}"
+        p.observations.append(("build_failures", 1.0))
+        entry = {"failed": True, "version": info.version, "message": msg}
+        return _fail(gate, _BUILD, msg, lambda: known.__setitem__(bh, entry))
+    digest = state.message.strip()
+    by_tag = _DIGEST.fullmatch(digest) is None
+    assert obs.spec.build is not None
+    destination = obs.spec.build.destination
+    tag = builders.image_tag(info.version, info.sha256)
+    image = f"{destination}:{tag}" if by_tag else f"{destination}@{digest}"
+    built = {"image": image, "byTag": by_tag, "verified": False, "version": info.version}
+    known[bh] = built
+    while len(known) > IMAGES_KEPT:
+        known.pop(next(iter(known)))
+    took = gate.took()
+    st.record("Built", info.version, image=image, duration=took)
+    if took is not None:
+        p.observations.append(("build_seconds", took))
+    p.events.append(_event("Normal", "Built", f"built {image} for model version {info.version}"))
+    return built
+
+
+def _verify(gate: _Gate, built: dict[str, Any], image: str) -> Condition:
+    """The contract-test Job of ``image``: the Verified condition (True once it passed)."""
+    obs, st, p, info = gate.obs, gate.st, gate.p, gate.info
+    retry = int(built.get("verifyRetry", 0))
+    job = builders.verify_job(obs.app, obs.spec, image, info.version, info.sha256, gate.attempt, retry)
+    name = job["metadata"]["name"]
+    state = obs.jobs.get(name)
+    if state is None or not (state.succeeded or state.failed):
+        return _await_job(gate, _VERIFY, job, state, f"contract test of {image} in Job {name}", image=image)
+    if state.failed and state.rejected:
+        built["verifyRetry"] = retry + 1  # as for a build: a new Job, no verdict on the model
+        return _pod_rejected(gate, _VERIFY, name, state.rejected, expired=True, image=image)
+    if state.failed:
+        msg = f"contract test of {info.version} ({image}) failed: {_tail(state)}"
+        return _fail(gate, _VERIFY, msg, lambda: built.update(failed=True, message=msg), image=image)
     built["verified"] = True
+    took = gate.took()
     st.record("Verified", info.version, image=image, duration=took)
     if took is not None:
         p.observations.append(("verify_seconds", took))
     p.events.append(
-        Event("Normal", "Verified", f"{image} passed the contract test of model version {info.version}")
+        _event("Normal", "Verified", f"{image} passed the contract test of model version {info.version}")
     )
-    conds.append(Condition(Cond.VERIFIED, "True", "ContractPassed", f"{image} passed its contract test"))
-    return image, conds
+    return Condition(Cond.VERIFIED, "True", "ContractPassed", f"{image} passed its contract test")
+
+
+def _await_job(
+    gate: _Gate, step: _Step, job: dict[str, Any], state: JobState | None, waiting: str, **extra: Any
+) -> Condition:
+    """A Job not finished yet (or not created yet: create it). Its pods may be refused by the API server."""
+    st, p, info = gate.st, gate.p, gate.info
+    name = job["metadata"]["name"]
+    if state is None:
+        p.create.append(job)
+    if _set_pending(st, info, step.waiting, rfc3339(gate.obs.now), job=name, **extra):
+        st.record(step.started, info.version, image=str(extra.get("image", "")), message=f"Job {name}")
+        if step.event_on_start:
+            p.events.append(
+                _event("Normal", step.started, f"building model version {info.version} (Job {name})")
+            )
+    if state is not None and state.rejected:
+        return _pod_rejected(gate, step, name, state.rejected)
+    if state is not None and state.active:
+        st.data["pending"].pop("podRejected", None)  # a pod exists: the namespace admits them (again)
+    elif state is not None and (gate.took() or 0.0) < POD_WAIT_WINDOW:
+        # No pod yet: a refusal shows only in the Job's events, and the Job may not change again.
+        p.requeue_after = min(p.requeue_after or POD_WAIT, POD_WAIT)
+    return Condition(step.cond, "False", step.waiting, waiting)
+
+
+def _pod_rejected(
+    gate: _Gate, step: _Step, name: str, refusal: str, *, expired: bool = False, image: str = ""
+) -> Condition:
+    """The API server refuses the Job's pods: say so at once, with its words; Warn once per episode.
+    Nothing is quarantined: the namespace is at fault, and the Job controller keeps trying."""
+    st, p, info = gate.st, gate.p, gate.info
+    words = " ".join(refusal.split())
+    if len(words) > REFUSAL_CHARS:
+        words = words[: REFUSAL_CHARS - 1] + "…"
+    msg = f"the API server refuses the pods of {step.what} Job {name} for {info.version}: {words}"
+    if expired:
+        msg += "; the Job ran out of time, a new one tries again"
+        p.requeue_after = 1.0
+    _set_pending(
+        st, info, step.waiting, rfc3339(gate.obs.now), job=name, **({"image": image} if image else {})
+    )
+    pending = st.data["pending"]
+    if not pending.get("podRejected"):
+        pending["podRejected"] = True
+        st.record(step.rejected, info.version, image=image, message=msg)
+        p.events.append(_event("Warning", step.rejected, msg))
+    return Condition(step.cond, "False", step.rejected, msg)
+
+
+def _fail(gate: _Gate, step: _Step, msg: str, remember: Callable[[], None], image: str = "") -> Condition:
+    """A Job failed: quarantine the version, or, when it serves already, remember the failure instead."""
+    st, p, info = gate.st, gate.p, gate.info
+    if gate.serving_now:
+        remember()
+    else:
+        st.add_quarantine(info.version, info.etag, info.sha256, step.failed, msg)
+    st.record(step.failed, info.version, image=image, message=msg, duration=gate.took())
+    st.data.pop("pending", None)
+    p.events.append(_event("Warning", step.failed, msg))
+    p.requeue_after = 1.0
+    return Condition(step.cond, "False", step.failed, msg)
 
 
 def awaiting_approval(obs: Observed, st: _Status, p: Plan, info: ManifestInfo, target: Target) -> str | None:

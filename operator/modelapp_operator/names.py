@@ -71,6 +71,10 @@ class Reason:
     IDLE: Final = "Idle"
     BUILD_FAILED: Final = "BuildFailed"
     CONTRACT_FAILED: Final = "ContractFailed"
+    # The API server refuses a build or contract-test Job's pods (e.g. Pod Security admission): the
+    # namespace is at fault, not the model version, so nothing is quarantined.
+    BUILD_POD_REJECTED: Final = "BuildPodRejected"
+    VERIFY_POD_REJECTED: Final = "VerifyPodRejected"
     NOT_BETTER: Final = "NotBetter"
     AWAITING_APPROVAL: Final = "AwaitingApproval"
 

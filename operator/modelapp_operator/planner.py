@@ -26,6 +26,7 @@ ROLLING_REQUEUE = 30.0  # a safety net: Deployment and Job events wake the app a
 STALLED_REQUEUE = 10.0
 # Store problems that do not go away by themselves (an outage does).
 NEEDS_A_PERSON = (Reason.STORE_AUTH_FAILED, Reason.STORE_MISCONFIGURED)
+POD_REJECTED = (Reason.BUILD_POD_REJECTED, Reason.VERIFY_POD_REJECTED)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,6 @@ def plan(obs: Observed, images: Images) -> Plan:
     """Decide everything for one reconcile of one ModelApp. No I/O, no clock: ``obs.now`` is the time."""
     p = Plan()
     app, spec, now = obs.app, obs.spec, obs.now
-    name = app["metadata"]["name"]
     st = _Status(app.get("status") or {}, now)
     dep = obs.deployment
     consume_user_actions(obs, st, p)
@@ -164,27 +164,7 @@ def plan(obs: Observed, images: Images) -> Plan:
     # 1. Which version should serve.
     resolution, resolved_cond = _resolve(obs, st, p)
     # 2. The gates: promotion, build, verify, approval. Then what the pods should run.
-    target: Target | None = None
-    gate_conds: list[Condition] = []
-    waiting: str | None = None
-    if resolution is not None and resolution.version is not None:
-        info: ManifestInfo | None = obs.store.manifests[resolution.version.version]
-        assert info is not None
-        blocked = promotion_blocks(obs, st, info)
-        if blocked:
-            resolved_cond = Condition(Cond.MODEL_RESOLVED, "True", Reason.NOT_BETTER, blocked)
-            _note_not_better(st, p, info.version, blocked)
-            info = None  # keep what serves
-        if info is not None and spec.packaging == "Image" and spec.build is not None:
-            image, gate_conds = package(obs, st, p, info, images, _seconds)
-            target = Target(info.version, info.sha256, image, baked=True) if image else None
-        elif info is not None:
-            target = Target(info.version, info.sha256, spec.image or images.scorer)
-        gate_conds = _latest_failure(st, gate_conds)
-        if info is not None and target is not None:
-            waiting = awaiting_approval(obs, st, p, info, target)
-            if waiting:
-                target = None
+    target, gate_conds, waiting, resolved_cond = _gates(obs, st, p, images, resolution, resolved_cond)
 
     if target is None and dep is not None:
         # No new version may roll (gated, building, store down): the serving one still follows spec
@@ -211,29 +191,52 @@ def plan(obs: Observed, images: Images) -> Plan:
         p.apply.append(builders.build_service(app, spec))
 
     # 3. Status.
-    serving = st.data.get("servingVersion")
-    available = dep.available if dep else 0
-    if stalled:
-        ready = Condition(Cond.READY, "False", stalled[0], stalled[1] + _serving_note(serving, available))
-    elif serving and available > 0:
-        message = f"serving {serving['version']} ({available}/{spec.replicas} available)"
-        pending = st.data.get("pending")
-        if pending:
-            message += f"; {pending['stage']} {pending['version']}"
-        if resolved_cond.status == "False":
-            ready = Condition(Cond.READY, "True", resolved_cond.reason, f"{message}; {resolved_cond.message}")
-        else:
-            ready = Condition(Cond.READY, "True", Reason.SERVING, message)
-    else:
-        # Nothing serves: say why, the store's or policy's reason first, then the rollout's.
-        if resolved_cond.status == "False":
-            why = resolved_cond
-        elif rolled.status == "False" and rolled.reason not in (Reason.PROGRESSING, Reason.NOT_SERVING):
-            why = rolled
-        else:
-            why = Condition(Cond.READY, "False", Reason.PROGRESSING, rolled.message)
-        ready = Condition(Cond.READY, "False", why.reason, why.message)
+    ready = _ready(obs, st, stalled, resolved_cond, rolled, gate_conds)
+    _write_conditions(obs, st, p, stalled, [ready, resolved_cond, *gate_conds, rolled])
+    if st.data.get("pending") and p.requeue_after is None:
+        p.requeue_after = ROLLING_REQUEUE
+    if obs.stalled and p.requeue_after is None:
+        # Secrets are not watched (least privilege), so look again soon for the one that is missing.
+        p.requeue_after = STALLED_REQUEUE
+    return p
 
+
+def _gates(
+    obs: Observed, st: _Status, p: Plan, images: Images, resolution: Resolution | None, resolved: Condition
+) -> tuple[Target | None, list[Condition], str | None, Condition]:
+    """Promotion, build, verify and approval for the resolved version: (what the pods should run, the gates'
+    conditions, why the rollout waits, the ModelResolved condition as the promotion gate leaves it)."""
+    spec = obs.spec
+    target: Target | None = None
+    gate_conds: list[Condition] = []
+    waiting: str | None = None
+    if resolution is None or resolution.version is None:
+        return target, gate_conds, waiting, resolved
+    info: ManifestInfo | None = obs.store.manifests[resolution.version.version]
+    assert info is not None
+    blocked = promotion_blocks(obs, st, info)
+    if blocked:
+        resolved = Condition(Cond.MODEL_RESOLVED, "True", Reason.NOT_BETTER, blocked)
+        _note_not_better(st, p, info.version, blocked)
+        info = None  # keep what serves
+    if info is not None and spec.packaging == "Image" and spec.build is not None:
+        image, gate_conds = package(obs, st, p, info, images, _seconds)
+        target = Target(info.version, info.sha256, image, baked=True) if image else None
+    elif info is not None:
+        target = Target(info.version, info.sha256, spec.image or images.scorer)
+    gate_conds = _latest_failure(st, gate_conds)
+    if info is not None and target is not None:
+        waiting = awaiting_approval(obs, st, p, info, target)
+        if waiting:
+            target = None
+    return target, gate_conds, waiting, resolved
+
+
+def _write_conditions(
+    obs: Observed, st: _Status, p: Plan, stalled: tuple[str, str] | None, conds: list[Condition]
+) -> None:
+    """Conditions (with Reconciling and Stalled) and the scale fields into the status being written."""
+    rolled = next(c for c in conds if c.type == Cond.ROLLED_OUT)
     reconciling = (
         Condition(Cond.RECONCILING, "True", Reason.PROGRESSING, rolled.message)
         if st.data.get("pending")
@@ -244,23 +247,50 @@ def plan(obs: Observed, images: Images) -> Plan:
         if stalled
         else Condition(Cond.STALLED, "False", Reason.IDLE, "")
     )
-    generation = int(app["metadata"].get("generation", 0))
+    generation = int(obs.app["metadata"].get("generation", 0))
     st.data["conditions"] = merge_conditions(
-        st.data.get("conditions", []),
-        [ready, resolved_cond, *gate_conds, rolled, reconciling, stalled_cond],
-        generation,
-        now,
+        st.data.get("conditions", []), [*conds, reconciling, stalled_cond], generation, obs.now
     )
     st.data["observedGeneration"] = generation
-    st.data["replicas"] = dep.available if dep else 0
+    st.data["replicas"] = obs.deployment.available if obs.deployment else 0
+    name = obs.app["metadata"]["name"]
     st.data["selector"] = ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
     p.status = st.data
-    if st.data.get("pending") and p.requeue_after is None:
-        p.requeue_after = ROLLING_REQUEUE
-    if obs.stalled and p.requeue_after is None:
-        # Secrets are not watched (least privilege), so look again soon for the one that is missing.
-        p.requeue_after = STALLED_REQUEUE
-    return p
+
+
+def _ready(
+    obs: Observed,
+    st: _Status,
+    stalled: tuple[str, str] | None,
+    resolved_cond: Condition,
+    rolled: Condition,
+    gate_conds: list[Condition],
+) -> Condition:
+    """The summary condition: serving or not, and if not, why."""
+    dep, spec = obs.deployment, obs.spec
+    serving = st.data.get("servingVersion")
+    available = dep.available if dep else 0
+    if stalled:
+        return Condition(Cond.READY, "False", stalled[0], stalled[1] + _serving_note(serving, available))
+    if serving and available > 0:
+        message = f"serving {serving['version']} ({available}/{spec.replicas} available)"
+        pending = st.data.get("pending")
+        if pending:
+            message += f"; {pending['stage']} {pending['version']}"
+        if resolved_cond.status == "False":
+            return Condition(Cond.READY, "True", resolved_cond.reason, f"{message}; {resolved_cond.message}")
+        return Condition(Cond.READY, "True", Reason.SERVING, message)
+    # Nothing serves: say why, the store's or policy's reason first, then a refused Job's, then the rollout's.
+    refused = [c for c in gate_conds if c.reason in POD_REJECTED]
+    if resolved_cond.status == "False":
+        why = resolved_cond
+    elif refused:
+        why = refused[0]
+    elif rolled.status == "False" and rolled.reason not in (Reason.PROGRESSING, Reason.NOT_SERVING):
+        why = rolled
+    else:
+        why = Condition(Cond.READY, "False", Reason.PROGRESSING, rolled.message)
+    return Condition(Cond.READY, "False", why.reason, why.message)
 
 
 def _resolve(obs: Observed, st: _Status, p: Plan) -> tuple[Resolution | None, Condition]:

@@ -44,6 +44,7 @@ NEEDED_IN_NAMESPACE = [
     ("watch", "jobs.batch"),
     ("create", "jobs.batch"),
     ("list", "pods"),
+    ("list", "events"),
 ]
 NEVER_IN_NAMESPACE = [
     ("list", "secrets"),

@@ -107,5 +107,11 @@ ClusterRole (every namespace) or into a Role per watched namespace. Every rule s
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+# Image packaging: a Job that has no pod yet may have them refused by the API server (Pod Security
+# admission, a quota); the Job controller says so only in FailedCreate Events on the Job, which the
+# controller lists by the Job's uid and that reason (never watched).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [list]
 {{- end }}
 {{- end -}}
