@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from modelapp_operator.bundle import manifest_for_directory  # noqa: E402
 from modelapp_operator.store import BlobCredentials, store_from_credentials  # noqa: E402
+from operator_kit import on_kwok  # noqa: E402
 from testbed import KUBECONFIG, Azurite, cluster, kubectl  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -110,7 +111,7 @@ def modelapps(n: int, container: str) -> str:
                         "pollInterval": f"{int(POLL)}s",
                     },
                     "packaging": "InitContainer",
-                    "serve": {"replicas": 1, "image": "registry.example/scoring-service:bench"},
+                    "serve": on_kwok({"replicas": 1, "image": "registry.example/scoring-service:bench"}),
                 },
             }
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -16,6 +17,13 @@ from typing import Any
 from testbed import KUBECONFIG, REPO, Azurite, kubectl, wait_until
 
 VENV_BIN = Path(sys.executable).parent
+# The KWOK nodes are labelled `type: kwok` and tainted kwok.x-k8s.io/node=fake:NoSchedule, so that real
+# workloads land on the real node. Whatever must run on KWOK (its pods simulated: Ready at once, Jobs
+# completing, `kwok-fail` images failing) says so with this, merged into a pod spec or spec.serve.
+KWOK_PLACEMENT: dict[str, Any] = {
+    "nodeSelector": {"type": "kwok"},
+    "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+}
 MODELAPP = str(VENV_BIN / "modelapp")
 OPERATOR = str(VENV_BIN / "modelapp-operator")
 
@@ -95,10 +103,16 @@ def publish(azurite: Azurite, bundle: Path, container: str, prefix: str, version
     )
 
 
+def on_kwok(pod_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A pod spec (a Pod's, or a Job's or Deployment's template's) placed on the KWOK nodes."""
+    return {**pod_spec, **copy.deepcopy(KWOK_PLACEMENT)}
+
+
 def modelapp_manifest(
     name: str, container: str, prefix: str, *, secret: str = "blob-creds", **spec: Any
 ) -> dict[str, Any]:
-    """A ModelApp for the test bed: Azurite through a Secret, InitContainer packaging, fast polling."""
+    """A ModelApp for the test bed: Azurite through a Secret, InitContainer packaging, fast polling, and
+    every pod it owns on the KWOK nodes."""
     body: dict[str, Any] = {
         "apiVersion": "modelapp.dev/v1alpha1",
         "kind": "ModelApp",
@@ -116,7 +130,7 @@ def modelapp_manifest(
                 "pollInterval": "1s",
             },
             "packaging": "InitContainer",
-            "serve": {"replicas": 2},
+            "serve": on_kwok({"replicas": 2}),
             "rollout": {"progressDeadlineSeconds": 10},
         },
     }
@@ -219,9 +233,17 @@ def events(namespace: str, name: str) -> list[dict[str, Any]]:
     return items
 
 
-def train_example(name: str, out: Path, version: str = "1.0.0") -> Path:
+def train_example(name: str, out: Path, version: str = "1.0.0", *extra: str) -> Path:
     subprocess.run(
-        [sys.executable, str(REPO / "examples" / name / "train.py"), "--out", str(out), "--version", version],
+        [
+            sys.executable,
+            str(REPO / "examples" / name / "train.py"),
+            "--out",
+            str(out),
+            "--version",
+            version,
+            *extra,
+        ],
         check=True,
         capture_output=True,
         timeout=300,

@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from chart_kit import CHART, Installer, helm, new_namespace, set_args
+from operator_kit import KWOK_PLACEMENT
 from testbed import kubectl
 
 
@@ -42,7 +43,8 @@ def peering_crds(testbed: Path) -> None:
 @pytest.fixture
 def install(namespace: str, crds: None, peering_crds: None) -> Iterator[Installer]:
     """`helm install --wait` of the chart into `namespace` (a unique release name: its ClusterRoles are
-    cluster-scoped); every release is uninstalled afterwards."""
+    cluster-scoped), its operator pod on the KWOK nodes (it only has to become Ready there; the tests run
+    the operator as a process); every release is uninstalled afterwards."""
     releases: list[str] = []
 
     def run(values: dict[str, Any] | None = None) -> str:
@@ -56,7 +58,7 @@ def install(namespace: str, crds: None, peering_crds: None) -> Iterator[Installe
             "--wait",
             "--timeout",
             "90s",
-            *set_args(values or {}),
+            *set_args({**KWOK_PLACEMENT, **(values or {})}),
         )
         releases.append(release)
         return release

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from chart_kit import CHART, KUBE_VERSION, find, helm, render, set_args, template
+from operator_kit import KWOK_PLACEMENT
 from testbed import REPO, kubectl
 
 pytestmark = pytest.mark.e2e
@@ -133,6 +134,16 @@ def test_image_defaults_reach_the_operator_environment() -> None:
     digest = "sha256:" + "a" * 64
     pinned = find(render({"image": {"digest": digest}}), "Deployment")
     assert pinned["spec"]["template"]["spec"]["containers"][0]["image"].endswith("@" + digest)
+
+
+def test_the_operator_pod_is_placed_by_node_selector_and_tolerations() -> None:
+    """The e2e tests run the chart's operator on the (tainted) KWOK nodes with these two values."""
+    pod = find(render(KWOK_PLACEMENT), "Deployment")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == KWOK_PLACEMENT["nodeSelector"]
+    assert pod["tolerations"] == KWOK_PLACEMENT["tolerations"]
+    plain = find(render({}), "Deployment")["spec"]["template"]["spec"]
+    assert "nodeSelector" not in plain
+    assert "tolerations" not in plain
 
 
 def test_ha_runs_peered_replicas_with_a_peering_object() -> None:

@@ -18,6 +18,7 @@ from operator_kit import (
     get_modelapp,
     modelapp_cli,
     modelapp_manifest,
+    on_kwok,
     patch_modelapp,
     publish,
     serving,
@@ -40,8 +41,7 @@ def image_app(container: str, **spec: Any) -> dict[str, Any]:
     body = modelapp_manifest("diabetes", container, "diabetes/", **spec)
     body["spec"]["packaging"] = "Image"
     body["spec"].setdefault("build", {"destination": DEST, "pushSecretRef": {"name": "push-creds"}})
-    body["spec"].pop("serve", None)
-    body["spec"]["serve"] = {"replicas": 2}
+    body["spec"]["serve"] = on_kwok({"replicas": 2})
     return body
 
 

@@ -10,6 +10,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotModifiedErro
 from azure.storage.blob import BlobServiceClient
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from operator_kit import on_kwok
 from testbed import AZURITE_ACCOUNT, kubectl, wait_until
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ def _deployment(name: str, image: str, replicas: int) -> dict[str, object]:
             "strategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": image}]},
+                "spec": on_kwok({"containers": [{"name": "app", "image": image}]}),
             },
         },
     }
@@ -101,7 +102,7 @@ def _job(name: str, image: str) -> dict[str, object]:
         "spec": {
             "backoffLimit": 0,
             "template": {
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": image}]}
+                "spec": on_kwok({"restartPolicy": "Never", "containers": [{"name": "main", "image": image}]})
             },
         },
     }
@@ -132,7 +133,10 @@ def test_deleted_pods_go_away(k8s: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(k8s)
     core.create_namespaced_pod(
         namespace,
-        {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "example.com/x:1"}]}},
+        {
+            "metadata": {"name": "p"},
+            "spec": on_kwok({"containers": [{"name": "c", "image": "example.com/x:1"}]}),
+        },
     )
     wait_until(lambda: core.read_namespaced_pod("p", namespace).status.phase == "Running", 60, what="running")
     core.delete_namespaced_pod("p", namespace)
