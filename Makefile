@@ -30,7 +30,7 @@ tools: ## Build the test bed's binaries from source (cached in ~/.cache/modelapp
 	bash hack/build-tools.sh
 
 .PHONY: cluster-up
-cluster-up: tools ## Start etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes and Azurite (idempotent)
+cluster-up: tools ## Start the control plane, the real node (containerd, kubelet, kube-proxy, registry, images), KWOK nodes and Azurite (idempotent; root)
 	bash hack/cluster.sh up
 
 .PHONY: cluster-down
@@ -42,7 +42,8 @@ cluster-status: ## Say which test bed components run
 	bash hack/cluster.sh status
 
 .PHONY: lint
-lint: install ## ruff check, ruff format --check, mypy --strict
+lint: install ## ruff check, ruff format --check, mypy --strict, requirements/ current with uv.lock
+	bash hack/check-requirements.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --strict $(PACKAGES)

@@ -16,11 +16,16 @@ TARGET_OPSET = 17
 SEED = 0
 
 
-def parse_args(name: str) -> argparse.Namespace:
+def parse_args(name: str, alpha: float | None = None) -> argparse.Namespace:
+    """--out and --version; --alpha too when the example has a regularisation strength (default alpha)."""
     parser = argparse.ArgumentParser(description=f"Train the {name} example and write a model bundle.")
     here = Path(__file__).resolve().parent / name
     parser.add_argument("--out", type=Path, default=here / "bundle", help="bundle directory to (re)create")
     parser.add_argument("--version", default="1.0.0", help="model version written to the manifest")
+    if alpha is not None:
+        parser.add_argument(
+            "--alpha", type=float, default=alpha, help=f"regularisation strength (default {alpha})"
+        )
     return parser.parse_args()
 
 

@@ -50,7 +50,7 @@ kube_ldflags() {
 
 total=$SECONDS
 build_go etcd etcd go.etcd.io/etcd/server/v3
-for c in kube-apiserver kube-controller-manager kube-scheduler; do
+for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
   build_go kube "$c" "k8s.io/kubernetes/cmd/$c" "$(kube_ldflags)"
 done
 build_go kwok kwok sigs.k8s.io/kwok/cmd/kwok \
@@ -69,7 +69,7 @@ ln -sf "$azurite_dir/node_modules/.bin/azurite-blob" "$bin/azurite-blob"
 # crane (go-containerregistry): hack/images.sh assembles and pushes the test bed's OCI images with it.
 build_go crane crane github.com/google/go-containerregistry/cmd/crane
 
-for f in etcd kube-apiserver kube-controller-manager kube-scheduler kwok helm crane azurite-blob; do
+for f in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kwok helm crane azurite-blob; do
   ln -sf "$bin/$f" "$repo/.local/bin/$f"
 done
 log "tools ready in $((SECONDS - total))s: $bin"

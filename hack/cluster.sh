@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The local test bed: a real control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler) built from source, KWOK simulating two nodes, and Azurite as the blob store.
+# kube-scheduler) built from source, one real node (hack/node.sh: containerd, runc, CNI, kubelet,
+# kube-proxy, a local registry), KWOK simulating two tainted nodes, and Azurite as the blob store.
 #
 #   hack/cluster.sh up [azurite]   start everything (or only Azurite); a no-op for what already runs
 #   hack/cluster.sh down           stop everything this script started, leaving no process behind
 #   hack/cluster.sh status         say what runs
 #   hack/cluster.sh stop NAME      stop one component (tests use it to simulate an outage)
 #
-# State lives in .local/: kubeconfig, pki/, logs/, run/ (pid files), data/.
+# State lives in .local/: kubeconfig, testbed.env, pki/, logs/, run/ (pid files), data/, node/.
+# Root is needed for the real node (network namespaces, mounts, cgroups).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,17 +20,21 @@ run="$local_dir/run"
 logs="$local_dir/logs"
 data="$local_dir/data"
 kubeconfig="$local_dir/kubeconfig"
+cache_root=${MODELAPP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelapp}
 
 ETCD_PORT=${ETCD_PORT:-2379}
 APISERVER_PORT=${APISERVER_PORT:-6443}
 AZURITE_PORT=${AZURITE_PORT:-10000}
 # The order matters for `up`; `down` stops in reverse.
-COMPONENTS=(azurite etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+COMPONENTS=(azurite "${CONTROL_PLANE[@]}")
 
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURITE_ACCOUNT=devstoreaccount1
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
+# shellcheck source=node.sh
+source "$repo/hack/node.sh"
 die() { log "error: $*"; exit 1; }
 
 pid_of() { [[ -f "$run/$1.pid" ]] && cat "$run/$1.pid" || true; }
@@ -73,7 +79,7 @@ ensure_pki() {
       -subj "/CN=kube-apiserver" 2>/dev/null
     openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 365 \
       -out "$pki/apiserver.crt" -extfile <(printf '%s\n' \
-        'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local' \
+        'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:10.250.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local' \
         'extendedKeyUsage=serverAuth' 'keyUsage=critical,digitalSignature,keyEncipherment') 2>/dev/null
   fi
   [[ -f "$pki/sa.key" ]] || { openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null &&
@@ -83,6 +89,7 @@ ensure_pki() {
   client_cert controller-manager system:kube-controller-manager system:kube-controller-manager
   client_cert scheduler system:kube-scheduler system:kube-scheduler
   client_cert kwok system:kwok-controller system:masters
+  ensure_node_pki
   chmod 600 "$pki"/*.key
 }
 
@@ -90,8 +97,9 @@ write_kubeconfig() { # file user
   local file=$1 user=$2
   local ca crt key
   ca=$(base64 -w0 <"$pki/ca.crt"); crt=$(base64 -w0 <"$pki/$user.crt"); key=$(base64 -w0 <"$pki/$user.key")
-  umask 077
-  cat >"$file" <<EOF
+  # umask in a subshell: the processes started later (containerd above all) must keep the default,
+  # or every container's root directory is 0700 and only root can use it (the real node found this).
+  (umask 077 && cat >"$file") <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -142,9 +150,11 @@ start_etcd() {
 start_apiserver() {
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+    --bind-address 127.0.0.1 --advertise-address "$HOST_IP" --secure-port "$APISERVER_PORT" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
     --authorization-mode Node,RBAC --anonymous-auth=false \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
@@ -193,22 +203,25 @@ cmd_up() {
   local only=${1:-all}
   mkdir -p "$local_dir" "$logs" "$run" "$data"
   if [[ "$only" == azurite ]]; then ensure_tools azurite-blob; else
-    ensure_tools etcd kube-apiserver kube-controller-manager kube-scheduler kwok azurite-blob
+    ensure_tools etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kwok azurite-blob
+    ((EUID == 0)) || die "the real node needs root (network namespaces, mounts, cgroups)"
   fi
   start_azurite
   [[ "$only" == azurite ]] && { log "Azurite: http://127.0.0.1:$AZURITE_PORT/$AZURITE_ACCOUNT"; return 0; }
   ensure_pki
   write_kubeconfig "$kubeconfig" admin
   local was_running=1
-  for c in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do is_running "$c" || was_running=0; done
-  if ((was_running)); then log "already running"; return 0; fi
+  for c in "${CONTROL_PLANE[@]}" "${NODE_COMPONENTS[@]}"; do is_running "$c" || was_running=0; done
+  if ((was_running)) && [[ -f "$local_dir/testbed.env" ]]; then log "already running"; return 0; fi
+  local t0=$SECONDS
   start_etcd
   start_apiserver
   start_controller_manager
   start_scheduler
   start_kwok
+  node_up
   wait_for "the default ServiceAccount" 60 kubectl --kubeconfig "$kubeconfig" -n default get serviceaccount default
-  log "up: export KUBECONFIG=$kubeconfig"
+  log "up in $((SECONDS - t0))s: source $local_dir/testbed.env (or export KUBECONFIG=$kubeconfig)"
 }
 
 stop_component() {
@@ -225,16 +238,19 @@ stop_component() {
 
 cmd_down() {
   local i
+  # The node first: its kubelet must not see the API server go, and its pods go with it.
+  node_down
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop_component "${COMPONENTS[i]}"; done
   # Anything started from this checkout's binaries that lost its pid file (a crashed `up`).
-  pkill -KILL -f "$bin/(etcd|kube-|kwok|azurite)" 2>/dev/null || true
+  pkill -KILL -f "$bin/(etcd|kube|kwok|azurite)" 2>/dev/null || true
+  rm -f "$local_dir/testbed.env"
   rm -rf "$data"
   log "down"
 }
 
 cmd_status() {
   local rc=0
-  for c in "${COMPONENTS[@]}"; do
+  for c in "${COMPONENTS[@]}" "${NODE_COMPONENTS[@]}"; do
     if is_running "$c"; then echo "$c: running (pid $(pid_of "$c"))"; else echo "$c: stopped"; rc=3; fi
   done
   return $rc

@@ -121,18 +121,9 @@ def diabetes_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def blob_secret(namespace: str, azurite: Azurite) -> str:
     """A Secret holding Azurite's connection string, as a user would create it."""
-    from testbed import kubectl
+    from operator_kit import create_blob_secret
 
-    kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        "blob-creds",
-        f"--from-literal=connectionString={azurite.connection_string}",
-    )
-    return "blob-creds"
+    return create_blob_secret(namespace, azurite.connection_string)
 
 
 @pytest.fixture
@@ -155,3 +146,19 @@ def operator_factory(namespace: str, crds: None, tmp_path: Path) -> Iterator[obj
     for op in started:
         if op.log:
             print(f"--- {op.log_path.name} (tail)\n{op.log[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def real_node(testbed: Path) -> object:
+    """The real node's addresses and images (.local/testbed.env); it must be Ready, and a KWOK node
+    never stands in for it."""
+    from realnode import RealNode, get_json
+
+    node = RealNode.load()
+    obj = get_json("default", "node", node.name)
+    assert "kwok.x-k8s.io/node" not in obj["metadata"].get("annotations", {}), (
+        "a KWOK node is not a real node"
+    )
+    ready = {c["type"]: c["status"] for c in obj["status"]["conditions"]}
+    assert ready.get("Ready") == "True", f"{node.name} is not Ready: {obj['status']['conditions']}"
+    return node

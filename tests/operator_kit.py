@@ -155,9 +155,29 @@ def patch_modelapp(namespace: str, name: str, merge_patch: str) -> None:
     kubectl("-n", namespace, "patch", "modelapp", name, "--type", "merge", "-p", merge_patch)
 
 
-def create_push_secret(namespace: str, name: str = "push-creds") -> str:
-    """A docker-config Secret for Kaniko, as `kubectl create secret docker-registry` makes one."""
-    config = {"auths": {"registry.example": {"auth": "dXNlcjpwYXNz"}}}
+def create_blob_secret(namespace: str, connection_string: str, name: str = "blob-creds") -> str:
+    """A Secret holding a store's connection string, as a user would create it."""
+    kubectl(
+        "-n",
+        namespace,
+        "create",
+        "secret",
+        "generic",
+        name,
+        f"--from-literal=connectionString={connection_string}",
+    )
+    return name
+
+
+def create_push_secret(
+    namespace: str,
+    name: str = "push-creds",
+    registry: str = "registry.example",
+    auth: str | None = "dXNlcjpwYXNz",
+) -> str:
+    """A docker-config Secret for Kaniko, as `kubectl create secret docker-registry` makes one
+    (``auth`` None: a registry that takes no credentials)."""
+    config = {"auths": {registry: {"auth": auth} if auth else {}}}
     kubectl(
         "-n",
         namespace,

@@ -28,11 +28,11 @@ NAME = "diabetes"
 N_FEATURES = 10
 
 
-def train() -> tuple[Ridge, np.ndarray[Any, Any], np.ndarray[Any, Any], dict[str, float]]:
-    """The same model and split as MLOpsPython's diabetes example (Ridge, alpha 0.5)."""
+def train(alpha: float) -> tuple[Ridge, np.ndarray[Any, Any], np.ndarray[Any, Any], dict[str, float]]:
+    """The same model and split as MLOpsPython's diabetes example (Ridge, alpha 0.5 by default)."""
     x, y = load_diabetes(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=SEED)
-    model = Ridge(alpha=0.5).fit(x_train, y_train)
+    model = Ridge(alpha=alpha).fit(x_train, y_train)
     pred = model.predict(x_test)
     metrics = {"r2": float(r2_score(y_test, pred)), "mse": float(mean_squared_error(y_test, pred))}
     return model, x_test.astype(np.float32), y_test, metrics
@@ -92,9 +92,9 @@ def contract(model: Ridge, rows: np.ndarray[Any, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    args = parse_args(NAME)
+    args = parse_args(NAME, alpha=0.5)
     out = fresh_dir(args.out)
-    model, x_test, _, metrics = train()
+    model, x_test, _, metrics = train(args.alpha)
     (out / "model.onnx").write_bytes(to_onnx(model))
     write_json(out / "contract.json", contract(model, x_test[:5]))
     manifest = write_manifest(
