@@ -27,6 +27,8 @@ from modelapp_operator.names import (
 from modelapp_operator.spec import AppSpec
 
 MODELS_DIR = "/models"
+# How long a terminating serving pod goes on answering before the scorer is told to stop.
+PRE_STOP_SECONDS = 5
 HTTP_PORT_NAME = "http"
 # Non-root UID/GID the images are built with (Dockerfile.scoring, Dockerfile.operator).
 RUN_AS = 10001
@@ -157,6 +159,10 @@ def _scorer(spec: AppSpec, image: str) -> dict[str, Any]:
             "periodSeconds": 2,
             "failureThreshold": 60,
         },
+        # A terminating pod keeps serving until the Service has dropped it: kube-proxy removes the
+        # endpoint a moment after the pod is marked terminating, and connections sent in between were
+        # refused during every rollout on a real node.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": container_security_context(),
     }

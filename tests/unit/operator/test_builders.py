@@ -136,6 +136,13 @@ def test_probes() -> None:
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
 
 
+def test_a_terminating_scorer_serves_until_the_service_drops_it() -> None:
+    t = template_for("1.0.0")
+    assert _container(t, "scorer")["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
+    # The grace period (the default 30 s unless set) covers the wait and the scorer's own shutdown.
+    assert t["spec"].get("terminationGracePeriodSeconds", 30) > 5
+
+
 def test_security_context_is_hardened_and_non_root() -> None:
     t = template_for("1.0.0")
     pod = t["spec"]
