@@ -169,3 +169,16 @@ def delete_namespace(namespace: str) -> None:
         patch = '{"metadata": {"finalizers": null}}'
         kubectl("-n", namespace, "patch", "modelapp", app["metadata"]["name"], "--type", "merge", "-p", patch)
     kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def first_answer(url: str, timeout: float = 60) -> list[float]:
+    """The first inference answer through a Service, waiting for kube-proxy to program it (a Service
+    is routable a moment after its pods are Ready)."""
+
+    def attempt() -> list[float] | None:
+        try:
+            return [float(v) for v in infer_json(url, ROWS.tolist())["outputs"][0]["data"]]
+        except OSError:
+            return None
+
+    return wait_until(attempt, timeout=timeout, interval=0.5, what=f"an answer from {url}")

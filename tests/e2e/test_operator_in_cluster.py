@@ -15,14 +15,13 @@ from chart_kit import CHART, helm, new_namespace, set_args
 from operator_kit import apply, publish, serving, train_example, wait_for_status
 from realnode import (
     APP,
-    ROWS,
     RealNode,
     cluster_ip,
     create_user_secrets,
     delete_namespace,
+    first_answer,
     get_json,
     image_app,
-    infer_json,
     predictions,
     wait_pod_ready,
 )
@@ -87,7 +86,7 @@ def test_the_charts_operator_pod_reconciles_the_image_story(
             apps_namespace, APP, serving("1.0.0"), 900, "1.0.0 served by the chart's operator"
         )
         assert app["status"]["servingVersion"]["image"].startswith(f"{destination}@sha256:")
-        got = infer_json(f"http://{cluster_ip(apps_namespace, APP)}", ROWS.tolist())["outputs"][0]["data"]
+        got = first_answer(f"http://{cluster_ip(apps_namespace, APP)}")
         np.testing.assert_allclose(got, predictions(bundle), rtol=1e-5)
         svc.delete_container(blobs)
     finally:

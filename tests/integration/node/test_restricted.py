@@ -17,13 +17,12 @@ from integration.node.conftest import operator_env
 from operator_kit import apply, condition, publish, serving, wait_for_status
 from realnode import (
     APP,
-    ROWS,
     RealNode,
     cluster_ip,
     create_user_secrets,
+    first_answer,
     get_json,
     image_app,
-    infer_json,
     predictions,
 )
 from testbed import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, kubectl
@@ -67,7 +66,7 @@ def test_init_container_packaging_fetches_for_real_and_serves(
         assert init["state"]["terminated"]["exitCode"] == 0
         log = kubectl("-n", ns, "logs", pod["metadata"]["name"], "-c", init["name"]).stdout
         assert "files verified" in log, log
-    got = infer_json(f"http://{cluster_ip(ns, APP)}", ROWS.tolist())["outputs"][0]["data"]
+    got = first_answer(f"http://{cluster_ip(ns, APP)}")
     np.testing.assert_allclose(got, predictions(diabetes_bundle), rtol=1e-5)
 
 
