@@ -48,7 +48,21 @@ kube_ldflags() {
     "$KUBE_VERSION" "$major" "$minor"
 }
 
+# The real node's runtime and the image tooling come from Debian's packages (installed when missing;
+# the test bed's own binaries below are built from source).
+DEBS=(containerd runc containernetworking-plugins iptables conntrack iproute2 debootstrap docker-registry socat gcc libc6-dev)
+ensure_debs() {
+  local missing=()
+  for p in "${DEBS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+  ((${#missing[@]})) || return 0
+  ((EUID == 0)) || { log "missing Debian packages (install them as root): ${missing[*]}"; exit 1; }
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
 total=$SECONDS
+ensure_debs
 build_go etcd etcd go.etcd.io/etcd/server/v3
 for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
   build_go kube "$c" "k8s.io/kubernetes/cmd/$c" "$(kube_ldflags)"

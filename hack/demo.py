@@ -1,8 +1,10 @@
 """`make demo`: the whole story on the local test bed.
 
-A data scientist publishes diabetes v1 to blob storage (Azurite); the platform applies a ModelApp; the
-operator rolls it out; v2 is published and rolls out by itself; `kubectl get modelapps` tells the story.
-The scoring service then answers a real prediction on this machine (KWOK pods run no containers).
+A data scientist publishes diabetes v1 to blob storage (Azurite); the platform applies a ModelApp with
+Image packaging; on the test bed's real node a Kaniko Job bakes the model into an image FROM the scorer
+base, pushes it to the local registry, a contract Job tests it, and the Deployment runs it by digest;
+a prediction goes through the Service. v1.1.0 (retrained) is published and rolls out by itself, and the
+answer changes. `kubectl get modelapps` tells the story.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,13 +27,36 @@ KUBECONFIG = LOCAL / "kubeconfig"
 BIN = Path(sys.executable).parent
 NAMESPACE = "modelapp-demo"
 CONTAINER = "demo-models"
-# Azurite's documented development account: public, not a secret.
+
+
+def testbed_env() -> dict[str, str]:
+    """What `make cluster-up` wrote to .local/testbed.env: the real node's addresses and images."""
+    env: dict[str, str] = {}
+    for line in (LOCAL / "testbed.env").read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = value
+    return env
+
+
+TESTBED = testbed_env()
+# Azurite's documented development account (public, not a secret), at the address pods reach too.
 AZURITE = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    f"BlobEndpoint={TESTBED['MODELAPP_TESTBED_BLOB_URL']};"
 )
-ENV = {**os.environ, "KUBECONFIG": str(KUBECONFIG), "MODELAPP_CONNECTION_STRING": AZURITE}
+ENV = {
+    **os.environ,
+    "KUBECONFIG": str(KUBECONFIG),
+    "MODELAPP_CONNECTION_STRING": AZURITE,
+    # The operator's images on the test bed: the scorer, fetch and Kaniko images built here.
+    "MODELAPP_OPERATOR_FETCH_IMAGE": TESTBED["MODELAPP_TESTBED_OPERATOR_IMAGE"],
+    "MODELAPP_OPERATOR_SCORER_IMAGE": TESTBED["MODELAPP_TESTBED_BASE_IMAGE"],
+    "MODELAPP_OPERATOR_BASE_IMAGE": TESTBED["MODELAPP_TESTBED_BASE_IMAGE"],
+    "MODELAPP_OPERATOR_KANIKO_IMAGE": TESTBED["MODELAPP_TESTBED_KANIKO_IMAGE"],
+}
+ROW = [0.038, 0.050, 0.061, 0.021, -0.044, -0.034, -0.043, -0.002, 0.019, -0.017]
 
 
 def step(text: str) -> None:
@@ -74,45 +98,42 @@ def serving(st: dict[str, Any]) -> str:
     return str((st.get("servingVersion") or {}).get("version", ""))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def through_the_service() -> None:
+    """A prediction through the app's ClusterIP Service, from the host (routed into the node)."""
+    ip = kubectl("get", "service", "diabetes", "-o", "jsonpath={.spec.clusterIP}", quiet=True)
+    base = f"http://{ip}"
+    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 10], "data": [ROW]}]})
+    print(f"$ curl -X POST {base}/v2/models/diabetes/infer -d '{body}'")
+    for _ in range(120):  # kube-proxy programs a new Service a moment after its pods are Ready
+        try:
+            req = urllib.request.Request(  # noqa: S310 - the test bed's Service network
+                f"{base}/v2/models/diabetes/infer",
+                data=body.encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 - the test bed's Service network
+                answer = json.loads(r.read())
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        sys.exit(f"demo: {base} did not answer")
+    print(json.dumps({k: answer[k] for k in ("model_name", "model_version", "outputs")}))
 
 
-def score_for_real(bundle_root: Path) -> None:
-    """Fetch what the operator serves, exactly as the init container does, and ask the real scorer."""
-    port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "scoring-service"), "serve", "--model-dir", str(bundle_root), "--port", str(port)],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def show_build(version: str) -> None:
+    """The Kaniko Job's log and the image it pushed, by digest."""
+    jobs = json.loads(
+        kubectl("get", "jobs", "-l", "app.kubernetes.io/component=build", "-o", "json", quiet=True)
     )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=1) as r:  # noqa: S310 - loopback
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
-        print(f"$ curl {base}/version")
-        with urllib.request.urlopen(f"{base}/version", timeout=5) as r:  # noqa: S310 - loopback
-            print(r.read().decode())
-        body = json.dumps(
-            {"data": [[0.038, 0.050, 0.061, 0.021, -0.044, -0.034, -0.043, -0.002, 0.019, -0.017]]}
-        )
-        print(f"$ curl -X POST {base}/score -d '{body}'")
-        req = urllib.request.Request(  # noqa: S310 - loopback
-            f"{base}/score", data=body.encode(), headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 - loopback
-            print(r.read().decode())
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    job = next(
+        j for j in jobs["items"] if j["metadata"]["annotations"].get("modelapp.dev/model-version") == version
+    )
+    name = job["metadata"]["name"]
+    log = kubectl("logs", f"job/{name}", "-c", "kaniko", quiet=True).splitlines()
+    print(f"$ kubectl logs job/{name} -c kaniko   # (last lines of {len(log)})")
+    print("\n".join(log[-8:]))
+    kubectl("logs", f"job/{name}", "-c", "fetch-model")
 
 
 def publish(bundle: Path, version: str, *extra: str) -> None:
@@ -131,96 +152,87 @@ def publish(bundle: Path, version: str, *extra: str) -> None:
     )
 
 
+def start_operator() -> subprocess.Popen[bytes]:
+    log = (LOCAL / "logs" / "demo-operator.log").open("w")
+    cmd = [str(BIN / "modelapp-operator"), "-n", NAMESPACE, "--liveness", "", "--log-format", "plain"]
+    return subprocess.Popen(
+        [*cmd, "--metrics-port", "0"], env=ENV, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def create_secrets() -> None:
+    kubectl(
+        "create", "secret", "generic", "blob-creds", f"--from-literal=connectionString={AZURITE}", quiet=True
+    )
+    registry = TESTBED["MODELAPP_TESTBED_REGISTRY"]
+    config = json.dumps({"auths": {registry: {}}})  # the test bed's registry takes no credentials
+    kubectl(
+        "create", "secret", "generic", "registry-push", "--type=kubernetes.io/dockerconfigjson",
+        f"--from-literal=.dockerconfigjson={config}", quiet=True,
+    )  # fmt: skip
+    print("(secret/blob-creds and secret/registry-push created; their values are never printed or logged)")
+
+
+def roll_out(version: str) -> dict[str, Any]:
+    seen: set[tuple[str, str]] = set()
+
+    def rolled(st: dict[str, Any]) -> bool:
+        pending = st.get("pending") or {}
+        key = (pending.get("version", ""), pending.get("stage", ""))
+        if pending and key not in seen:
+            seen.add(key)
+            print(f"   {key[0]}: {key[1]}", flush=True)
+        return serving(st) == version
+
+    st = wait(f"{version} to serve", rolled, timeout=900)
+    for h in st.get("history", [])[-5:]:
+        took = f" in {h['durationSeconds']}s" if "durationSeconds" in h else ""
+        print(f"   {h['at']}  {h['event']:<15} {h['version']}{took}")
+    return st
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="modelapp-demo-"))
     run("kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"), quiet=True)
     run("kubectl", "wait", "--for=condition=Established", "crd/modelapps.modelapp.dev", quiet=True)
     run("kubectl", "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", quiet=True)
     run("kubectl", "create", "namespace", NAMESPACE, quiet=True)
+    run("kubectl", "get", "nodes", "-o", "wide")
 
     step("A data scientist trains the diabetes model and publishes version 1.0.0 to blob storage (Azurite)")
-    bundle = work / "diabetes"
-    run(
-        sys.executable,
-        str(REPO / "examples" / "diabetes" / "train.py"),
-        "--out",
-        str(bundle),
-        "--version",
-        "1.0.0",
-    )
-    publish(bundle, "1.0.0", "--create-container")
+    train = [sys.executable, str(REPO / "examples" / "diabetes" / "train.py")]
+    run(*train, "--out", str(work / "v1"), "--version", "1.0.0")
+    publish(work / "v1", "1.0.0", "--create-container")
 
-    step("The operator starts (watching the demo namespace)")
-    log = (LOCAL / "logs" / "demo-operator.log").open("w")
-    operator = subprocess.Popen(
-        [
-            str(BIN / "modelapp-operator"),
-            "-n",
-            NAMESPACE,
-            "--liveness",
-            "",
-            "--log-format",
-            "plain",
-            "--metrics-port",
-            "0",
-        ],
-        env=ENV,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    step("The operator starts (watching the demo namespace) with the test bed's scorer and Kaniko images")
+    operator = start_operator()
     try:
-        step("The platform team stores the blob credentials in a Secret and applies a ModelApp")
-        kubectl(
-            "create",
-            "secret",
-            "generic",
-            "blob-creds",
-            f"--from-literal=connectionString={AZURITE}",
-            quiet=True,
-        )
-        print("(secret/blob-creds created from the connection string; it is never printed or logged)")
+        step("The platform team stores the credentials in Secrets and applies a ModelApp (Image packaging)")
+        create_secrets()
         manifest = (REPO / "examples" / "diabetes" / "modelapp.yaml").read_text()
         print(manifest)
         kubectl("apply", "-f", "-", stdin=manifest)
-        kubectl("wait", "--for=condition=Ready", "modelapp/diabetes", "--timeout=120s")
-        kubectl("get", "modelapps")
-        kubectl("get", "deployment,pods,service", "-l", "modelapp.dev/name=diabetes")
+        st = roll_out("1.0.0")
 
-        step("Version 1.1.0 is published: the operator notices it and rolls it out by itself")
-        publish(bundle, "1.1.0")
-        seen: set[str] = set()
+        step(
+            "Kaniko built the image in a pod on the real node and pushed it; the Deployment runs it by digest"
+        )
+        show_build("1.0.0")
+        print(f"   serving image: {st['servingVersion']['image']}")
+        kubectl("get", "deployment,pods,service", "-l", "modelapp.dev/name=diabetes", "-o", "wide")
 
-        def rolled(st: dict[str, Any]) -> bool:
-            pending = st.get("pending")
-            if pending and pending.get("version") not in seen:
-                seen.add(pending["version"])
-                print(f"   rolling out {pending['version']} (stage {pending['stage']})", flush=True)
-            return serving(st) == "1.1.0"
+        step("A prediction through the Service, answered by the pods")
+        through_the_service()
 
-        st = wait("1.1.0 to serve", rolled)
-        for h in st.get("history", [])[-4:]:
-            took = f" in {h['durationSeconds']}s" if "durationSeconds" in h else ""
-            print(f"   {h['at']}  {h['event']:<15} {h['version']}{took}")
+        step("Version 1.1.0 (retrained, alpha 0.05) is published: rebuilt, verified and rolled out by itself")
+        run(*train, "--out", str(work / "v2"), "--version", "1.1.0", "--alpha", "0.05")
+        publish(work / "v2", "1.1.0")
+        st = roll_out("1.1.0")
+        print(f"   serving image: {st['servingVersion']['image']}")
+        through_the_service()
         kubectl(
             "get", "events", "--field-selector", "involvedObject.kind=ModelApp", "--sort-by=.lastTimestamp"
         )
-
-        step("The scoring service that the pods run, answering for real on this machine")
-        served = work / "served"
-        run(
-            str(BIN / "modelapp"),
-            "fetch",
-            "--container",
-            CONTAINER,
-            "--prefix",
-            "diabetes/",
-            "--version",
-            "1.1.0",
-            "--out",
-            str(served / "diabetes"),
-        )
-        score_for_real(served)
 
         step("kubectl get modelapps")
         kubectl("get", "modelapps", "-o", "wide")
@@ -228,7 +240,7 @@ def main() -> None:
         os.killpg(operator.pid, signal.SIGTERM)
         operator.wait(timeout=30)
     print(
-        f"\nThe test bed is still up: export KUBECONFIG={KUBECONFIG}\n"
+        f"\nThe test bed is still up: source {LOCAL / 'testbed.env'}\n"
         f"Operator log: {LOCAL / 'logs' / 'demo-operator.log'}. Stop everything with: make cluster-down"
     )
 
