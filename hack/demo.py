@@ -98,8 +98,9 @@ def serving(st: dict[str, Any]) -> str:
     return str((st.get("servingVersion") or {}).get("version", ""))
 
 
-def through_the_service() -> None:
-    """A prediction through the app's ClusterIP Service, from the host (routed into the node)."""
+def through_the_service(version: str) -> None:
+    """A prediction through the app's ClusterIP Service, from the host (routed into the node), once the
+    pods of `version` answer it (kube-proxy drops the old pods from the Service a moment after they go)."""
     ip = kubectl("get", "service", "diabetes", "-o", "jsonpath={.spec.clusterIP}", quiet=True)
     base = f"http://{ip}"
     body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 10], "data": [ROW]}]})
@@ -113,11 +114,13 @@ def through_the_service() -> None:
             )
             with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 - the test bed's Service network
                 answer = json.loads(r.read())
+            if answer.get("model_version") == version:
                 break
         except OSError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     else:
-        sys.exit(f"demo: {base} did not answer")
+        sys.exit(f"demo: {base} did not answer with {version}")
     print(json.dumps({k: answer[k] for k in ("model_name", "model_version", "outputs")}))
 
 
@@ -150,6 +153,22 @@ def publish(bundle: Path, version: str, *extra: str) -> None:
         "--force",
         *extra,
     )
+
+
+def fresh_container() -> None:
+    """The demo starts from an empty blob container (a previous run's versions would be picked up)."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.blob import BlobServiceClient
+
+    svc = BlobServiceClient.from_connection_string(AZURITE)
+    try:
+        svc.delete_container(CONTAINER)
+    except ResourceNotFoundError:
+        return
+    for _ in range(60):  # Azurite deletes a container asynchronously; re-creating it waits for that
+        if not any(c.name == CONTAINER for c in svc.list_containers(name_starts_with=CONTAINER)):
+            return
+        time.sleep(0.5)
 
 
 def start_operator() -> subprocess.Popen[bytes]:
@@ -192,9 +211,27 @@ def roll_out(version: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    # SIGTERM (a time-out, a CI cancel) unwinds like Ctrl-C, so the operator process is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("demo: terminated"))
     work = Path(tempfile.mkdtemp(prefix="modelapp-demo-"))
     run("kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"), quiet=True)
     run("kubectl", "wait", "--for=condition=Established", "crd/modelapps.modelapp.dev", quiet=True)
+    # A previous demo's ModelApp keeps kopf's finalizer and its operator is gone: release it first.
+    for app in run(
+        "kubectl", "-n", NAMESPACE, "get", "modelapps", "-o", "name", check=False, quiet=True
+    ).split():
+        run(
+            "kubectl",
+            "-n",
+            NAMESPACE,
+            "patch",
+            app,
+            "--type",
+            "merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            quiet=True,
+        )
     run("kubectl", "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", quiet=True)
     run("kubectl", "create", "namespace", NAMESPACE, quiet=True)
     run("kubectl", "get", "nodes", "-o", "wide")
@@ -202,6 +239,7 @@ def main() -> None:
     step("A data scientist trains the diabetes model and publishes version 1.0.0 to blob storage (Azurite)")
     train = [sys.executable, str(REPO / "examples" / "diabetes" / "train.py")]
     run(*train, "--out", str(work / "v1"), "--version", "1.0.0")
+    fresh_container()
     publish(work / "v1", "1.0.0", "--create-container")
 
     step("The operator starts (watching the demo namespace) with the test bed's scorer and Kaniko images")
@@ -222,14 +260,14 @@ def main() -> None:
         kubectl("get", "deployment,pods,service", "-l", "modelapp.dev/name=diabetes", "-o", "wide")
 
         step("A prediction through the Service, answered by the pods")
-        through_the_service()
+        through_the_service("1.0.0")
 
         step("Version 1.1.0 (retrained, alpha 0.05) is published: rebuilt, verified and rolled out by itself")
         run(*train, "--out", str(work / "v2"), "--version", "1.1.0", "--alpha", "0.05")
         publish(work / "v2", "1.1.0")
         st = roll_out("1.1.0")
         print(f"   serving image: {st['servingVersion']['image']}")
-        through_the_service()
+        through_the_service("1.1.0")
         kubectl(
             "get", "events", "--field-selector", "involvedObject.kind=ModelApp", "--sort-by=.lastTimestamp"
         )
