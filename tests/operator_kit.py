@@ -155,18 +155,14 @@ def patch_modelapp(namespace: str, name: str, merge_patch: str) -> None:
     kubectl("-n", namespace, "patch", "modelapp", name, "--type", "merge", "-p", merge_patch)
 
 
+def _create_secret(namespace: str, name: str, *args: str) -> str:
+    kubectl("-n", namespace, "create", "secret", "generic", name, *args)
+    return name
+
+
 def create_blob_secret(namespace: str, connection_string: str, name: str = "blob-creds") -> str:
     """A Secret holding a store's connection string, as a user would create it."""
-    kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        name,
-        f"--from-literal=connectionString={connection_string}",
-    )
-    return name
+    return _create_secret(namespace, name, f"--from-literal=connectionString={connection_string}")
 
 
 def create_push_secret(
@@ -178,17 +174,12 @@ def create_push_secret(
     """A docker-config Secret for Kaniko, as `kubectl create secret docker-registry` makes one
     (``auth`` None: a registry that takes no credentials)."""
     config = {"auths": {registry: {"auth": auth} if auth else {}}}
-    kubectl(
-        "-n",
+    return _create_secret(
         namespace,
-        "create",
-        "secret",
-        "generic",
         name,
         "--type=kubernetes.io/dockerconfigjson",
         f"--from-literal=.dockerconfigjson={json.dumps(config)}",
     )
-    return name
 
 
 def get_modelapp(namespace: str, name: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from operator_kit import (
     OPERATOR,
     OperatorProcess,
     apply,
+    create_blob_secret,
     create_push_secret,
     modelapp_manifest,
     publish,
@@ -143,15 +144,7 @@ def test_namespaced_service_account_is_confined_to_its_namespaces(
 
 
 def _secret(namespace: str, azurite: Azurite) -> None:
-    kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        "blob-creds",
-        f"--from-literal=connectionString={azurite.connection_string}",
-    )
+    create_blob_secret(namespace, azurite.connection_string)
 
 
 PERMISSION_PROBLEMS = ("403", "Forbidden", "forbidden", "Not enough permissions")

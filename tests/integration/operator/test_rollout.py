@@ -13,6 +13,7 @@ from azure.storage.blob import BlobServiceClient
 from operator_kit import (
     apply,
     condition,
+    create_blob_secret,
     deployment,
     events,
     get_modelapp,
@@ -241,15 +242,7 @@ def test_missing_secret_stalls_with_a_clear_reason(
     assert condition(stalled, "Ready")["status"] == "False"
 
     # Creating the Secret unblocks it without touching the ModelApp.
-    kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        "nope",
-        f"--from-literal=connectionString={azurite.connection_string}",
-    )
+    create_blob_secret(namespace, azurite.connection_string, name="nope")
     wait_for_status(namespace, "diabetes", serving("1.0.0"), 40, "1.0.0 serving once the Secret exists")
 
     # No secret in logs, status or events.
