@@ -93,8 +93,8 @@ ensure_pki() {
   chmod 600 "$pki"/*.key
 }
 
-write_kubeconfig() { # file user
-  local file=$1 user=$2
+write_kubeconfig() { # file user [server-address]
+  local file=$1 user=$2 server=${3:-127.0.0.1}
   local ca crt key
   ca=$(base64 -w0 <"$pki/ca.crt"); crt=$(base64 -w0 <"$pki/$user.crt"); key=$(base64 -w0 <"$pki/$user.key")
   # umask in a subshell: the processes started later (containerd above all) must keep the default,
@@ -105,7 +105,7 @@ kind: Config
 clusters:
 - name: modelapp-testbed
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$server:$APISERVER_PORT
     certificate-authority-data: $ca
 users:
 - name: $user

@@ -164,8 +164,7 @@ start_containerd() {
 write_kubelet_config() {
   local k="$node_dir/kubelet"
   mkdir -p "$k" "$node_dir/pod-logs"
-  write_kubeconfig "$node_dir/kubelet.kubeconfig" kubelet
-  sed -i "s#https://127.0.0.1:#https://$HOST_IP:#" "$node_dir/kubelet.kubeconfig"
+  write_kubeconfig "$node_dir/kubelet.kubeconfig" kubelet "$HOST_IP"
   # Pods get no DNS (the test bed runs none): lookups fail at once instead of timing out.
   printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$node_dir/resolv.conf"
   cat >"$node_dir/kubelet.yaml" <<EOF
@@ -214,8 +213,7 @@ start_kubelet() {
 }
 
 start_kube_proxy() {
-  write_kubeconfig "$node_dir/kube-proxy.kubeconfig" kube-proxy
-  sed -i "s#https://127.0.0.1:#https://$HOST_IP:#" "$node_dir/kube-proxy.kubeconfig"
+  write_kubeconfig "$node_dir/kube-proxy.kubeconfig" kube-proxy "$HOST_IP"
   cat >"$node_dir/kube-proxy.yaml" <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
