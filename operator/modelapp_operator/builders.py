@@ -1,9 +1,8 @@
-"""Pure manifest builders: the Deployment and Service a ModelApp owns, as plain dicts."""
+"""Pure manifest builders: the Deployment, Service and Jobs a ModelApp owns, as plain dicts."""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,6 +23,7 @@ from modelapp_operator.names import (
     selector_labels,
     short_hash,
 )
+from modelapp_operator.snapshot import Images, Target
 from modelapp_operator.spec import AppSpec
 
 MODELS_DIR = "/models"
@@ -32,26 +32,6 @@ PRE_STOP_SECONDS = 5
 HTTP_PORT_NAME = "http"
 # Non-root UID/GID the images are built with (Dockerfile.scoring, Dockerfile.operator).
 RUN_AS = 10001
-
-
-@dataclass(frozen=True)
-class Images:
-    """Operator-wide image defaults (chart values), used where the spec leaves one out."""
-
-    fetch: str
-    scorer: str
-    kaniko: str
-    base: str
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the pods should run: a model version and the image that serves it."""
-
-    version: str
-    sha256: str
-    image: str
-    baked: bool = False  # Image packaging: the model is in the image, no init container
 
 
 def container_security_context() -> dict[str, Any]:
@@ -201,10 +181,6 @@ def pod_template(name: str, spec: AppSpec, target: Target, images: Images) -> di
     }
     template["metadata"]["annotations"][ANN_TEMPLATE_HASH] = short_hash(template)
     return template
-
-
-def template_hash(template: dict[str, Any]) -> str:
-    return str(template.get("metadata", {}).get("annotations", {}).get(ANN_TEMPLATE_HASH, ""))
 
 
 def build_deployment(
@@ -380,6 +356,35 @@ def _pod_key(pod: dict[str, Any], name_from: str) -> str:
     return short_hash({"job": name_from, "pod": pod}) if pod else name_from
 
 
+def _build_fetch(spec: AppSpec, images: Images, version: str, source_url: str) -> dict[str, Any]:
+    """The build's first step: `modelapp fetch` downloads and verifies the bundle and writes the Dockerfile."""
+    build = spec.build
+    assert build is not None
+    fetch = fetch_container(spec, images, version, "/workspace")
+    fetch["args"] += ["--dockerfile", "--base-image", build.base_image or images.base, "--source", source_url]
+    fetch["volumeMounts"] = [
+        {"name": "workspace", "mountPath": "/workspace"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    # The pod runs Kaniko as root, so it has no pod-wide user: the fetch step names its own.
+    fetch["securityContext"] |= {"runAsUser": RUN_AS, "runAsGroup": RUN_AS}
+    return fetch
+
+
+def _build_volumes(push_secret: str) -> list[dict[str, Any]]:
+    return [
+        {"name": "workspace", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+        {
+            "name": "docker-config",
+            "secret": {
+                "secretName": push_secret,
+                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+            },
+        },
+    ]
+
+
 def build_job(
     app: dict[str, Any],
     spec: AppSpec,
@@ -393,31 +398,13 @@ def build_job(
     build = spec.build
     assert build is not None
     digest = build_hash(spec, images, version, sha256, attempt)
-    fetch = fetch_container(spec, images, version, "/workspace")
-    fetch["args"] += ["--dockerfile", "--base-image", build.base_image or images.base, "--source", source_url]
-    fetch["volumeMounts"] = [
-        {"name": "workspace", "mountPath": "/workspace"},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    # The pod runs Kaniko as root, so it has no pod-wide user: the fetch step names its own.
-    fetch["securityContext"] |= {"runAsUser": RUN_AS, "runAsGroup": RUN_AS}
     placed = placement(spec)
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
-        "initContainers": [fetch],
+        "initContainers": [_build_fetch(spec, images, version, source_url)],
         "containers": [_kaniko(spec, images, version, sha256)],
-        "volumes": [
-            {"name": "workspace", "emptyDir": {}},
-            {"name": "tmp", "emptyDir": {}},
-            {
-                "name": "docker-config",
-                "secret": {
-                    "secretName": build.push_secret,
-                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-                },
-            },
-        ],
+        "volumes": _build_volumes(build.push_secret),
         **placed,
         **service_account(spec),
     }

@@ -2,47 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
+
+from modelapp_operator.status import ConditionStatus, rfc3339
 
 Status = Literal["True", "False", "Unknown"]
 
 
 @dataclass(frozen=True)
 class Condition:
+    """A condition as a stage decides it; ``merge_conditions`` stamps the times."""
+
     type: str
     status: Status
     reason: str
     message: str = ""
 
 
-def rfc3339(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def merge_conditions(
-    previous: Sequence[dict[str, Any]], desired: Sequence[Condition], generation: int, now: datetime
-) -> list[dict[str, Any]]:
-    """The new conditions list, in the order of ``desired``; others from ``previous`` are dropped."""
-    old = {c.get("type"): c for c in previous}
+    previous: Iterable[ConditionStatus], desired: Sequence[Condition], generation: int, now: datetime
+) -> tuple[ConditionStatus, ...]:
+    """The new conditions, in the order of ``desired``; others from ``previous`` are dropped."""
+    old = {c.type: c for c in previous}
     out = []
     for cond in desired:
         prior = old.get(cond.type)
-        flipped = prior is None or prior.get("status") != cond.status or not prior.get("lastTransitionTime")
+        kept = prior is not None and prior.status == cond.status and prior.last_transition_time
         out.append(
-            {
-                "type": cond.type,
-                "status": cond.status,
-                "reason": cond.reason,
-                "message": cond.message,
-                "lastTransitionTime": rfc3339(now) if flipped else prior["lastTransitionTime"],  # type: ignore[index]
-                "observedGeneration": generation,
-            }
+            ConditionStatus(
+                type=cond.type,
+                status=cond.status,
+                reason=cond.reason,
+                message=cond.message,
+                last_transition_time=prior.last_transition_time if kept and prior else rfc3339(now),
+                observed_generation=generation,
+            )
         )
-    return out
+    return tuple(out)
 
 
-def find(conditions: Sequence[dict[str, Any]], type_: str) -> dict[str, Any] | None:
-    return next((c for c in conditions if c.get("type") == type_), None)
+def find(conditions: Iterable[ConditionStatus], type_: str) -> ConditionStatus | None:
+    return next((c for c in conditions if c.type == type_), None)

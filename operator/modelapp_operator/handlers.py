@@ -1,4 +1,4 @@
-"""kopf handlers: thin; each one hands over to the Controller."""
+"""kopf handlers: thin; each one hands over to the Reconciler (loop.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import kopf
 from kubernetes_asyncio import client, config
 from prometheus_client import start_http_server
 
-from modelapp_operator.controller import Controller
+from modelapp_operator.loop import Reconciler
 from modelapp_operator.names import GROUP, LABEL_MANAGED_BY, LABEL_MODELAPP, MANAGED_BY, PLURAL, VERSION
-from modelapp_operator.planner import Event
 from modelapp_operator.poller import AppKey
 from modelapp_operator.settings import get_settings
+from modelapp_operator.snapshot import Event
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +45,26 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     if ours.metrics_port:
         start_http_server(ours.metrics_port)
-    memo.controller = Controller(await _api_client(), ours, _post_event)
+    memo.reconciler = Reconciler(await _api_client(), ours, _post_event)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    controller: Controller | None = getattr(memo, "controller", None)
-    if controller is not None:
-        await controller.registry.close()
-        await controller.api.close()
+    reconciler: Reconciler | None = getattr(memo, "reconciler", None)
+    if reconciler is not None:
+        await reconciler.close()
 
 
+# Why a daemon loop rather than kopf's handlers raising kopf.TemporaryError(delay=...): what a ModelApp waits
+# for is mostly not a change of the ModelApp itself — a new blob in the store (the shared poller wakes the
+# app), a Deployment's or Job's progress (the watch handlers below wake it) — and kopf's retries only run
+# on changes of the handled object, stored in its annotations (a write per retry). The loop keeps one
+# reconcile path for all of these, sleeps until woken or until the planner's requeue time, and backs off
+# (jittered, exponential) per app after failures.
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=2.0)
 async def follow(namespace: str | None, name: str, stopped: kopf.DaemonStopped, memo: Any, **_: Any) -> None:
     """One long-lived task per ModelApp: reconcile, then sleep until woken or the resync period ends."""
-    await memo.controller.run(AppKey(namespace or "", name), stopped)
+    await memo.reconciler.run(AppKey(namespace or "", name), stopped)
 
 
 # The watch handlers are coroutines on purpose: kopf runs plain functions in a thread pool, and the
@@ -70,7 +75,7 @@ async def modelapp_changed(
 ) -> None:
     """Spec edits and our annotations (approve, reject) wake the ModelApp at once; our own status writes do not."""
     ours = {k: v for k, v in meta.annotations.items() if k.startswith("modelapp.dev/")}
-    memo.controller.changed(
+    memo.reconciler.changed(
         AppKey(namespace or "", name), (meta.get("generation"), status.get("observedGeneration"), ours)
     )
 
@@ -81,4 +86,4 @@ async def owned_changed(namespace: str | None, labels: Mapping[str, str], memo: 
     """Progress of an owned Deployment (rollout) or Job (build, verify) wakes its ModelApp."""
     owner = labels.get(LABEL_MODELAPP)
     if owner:
-        memo.controller.wake(AppKey(namespace or "", owner))
+        memo.reconciler.wake(AppKey(namespace or "", owner))

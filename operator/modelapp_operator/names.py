@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from enum import StrEnum
 from typing import Any, Final
 
 GROUP: Final = "modelapp.dev"
@@ -34,49 +35,75 @@ ANN_UNQUARANTINE: Final = f"{GROUP}/unquarantine"
 ANN_REJECT: Final = f"{GROUP}/reject"
 
 
-class Cond:
+class Cond(StrEnum):
     """Condition types (Kubernetes API conventions: conditions, not phases)."""
 
-    READY: Final = "Ready"
-    MODEL_RESOLVED: Final = "ModelResolved"
-    IMAGE_BUILT: Final = "ImageBuilt"
-    VERIFIED: Final = "Verified"
-    ROLLED_OUT: Final = "RolledOut"
-    STALLED: Final = "Stalled"
-    RECONCILING: Final = "Reconciling"
+    READY = "Ready"
+    MODEL_RESOLVED = "ModelResolved"
+    IMAGE_BUILT = "ImageBuilt"
+    VERIFIED = "Verified"
+    ROLLED_OUT = "RolledOut"
+    STALLED = "Stalled"
+    RECONCILING = "Reconciling"
 
 
-class Reason:
-    """CamelCase condition and event reasons."""
+class Stage(StrEnum):
+    """Where a version on its way to serving is (``status.pending.stage``)."""
 
-    RESOLVED: Final = "Resolved"
-    NO_VERSIONS: Final = "NoVersions"
-    NO_MATCHING_VERSION: Final = "NoMatchingVersion"
-    STORE_UNAVAILABLE: Final = "StoreUnavailable"
-    STORE_AUTH_FAILED: Final = "StoreAuthFailed"
-    STORE_MISCONFIGURED: Final = "StoreMisconfigured"
-    MANIFEST_INVALID: Final = "ManifestInvalid"
-    SECRET_NOT_FOUND: Final = "SecretNotFound"  # noqa: S105 - a reason, not a password
-    NEW_VERSION: Final = "NewVersion"
-    ROLLOUT_STARTED: Final = "RolloutStarted"
-    PROGRESSING: Final = "Progressing"
-    ROLLED_OUT: Final = "RolloutComplete"
-    ROLLED_BACK: Final = "RolledBack"
-    ROLLOUT_FAILED: Final = "RolloutFailed"
-    QUARANTINED: Final = "Quarantined"
-    SERVING: Final = "Serving"
-    NOT_SERVING: Final = "NotServing"
-    SCALED: Final = "Scaled"
-    SUCCEEDED: Final = "Succeeded"
-    IDLE: Final = "Idle"
-    BUILD_FAILED: Final = "BuildFailed"
-    CONTRACT_FAILED: Final = "ContractFailed"
+    BUILDING = "Building"
+    VERIFYING = "Verifying"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    ROLLING_OUT = "RollingOut"
+
+
+class Reason(StrEnum):
+    """Every CamelCase reason the operator writes: condition reasons, Event reasons, history events and
+    quarantine reasons. Nothing else spells one."""
+
+    # The store and the version policy (ModelResolved).
+    RESOLVED = "Resolved"
+    NO_VERSIONS = "NoVersions"
+    NO_MATCHING_VERSION = "NoMatchingVersion"
+    STORE_UNAVAILABLE = "StoreUnavailable"
+    STORE_AUTH_FAILED = "StoreAuthFailed"
+    STORE_MISCONFIGURED = "StoreMisconfigured"
+    MANIFEST_INVALID = "ManifestInvalid"
+    SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a reason, not a password
+    NEW_VERSION = "NewVersion"
+    DETECTED = "Detected"
+    NOT_BETTER = "NotBetter"
+    # Build and contract test (ImageBuilt, Verified).
+    BUILD_STARTED = "BuildStarted"
+    BUILT = "Built"
+    BUILD_FAILED = "BuildFailed"
+    VERIFY_STARTED = "VerifyStarted"
+    VERIFIED = "Verified"
+    CONTRACT_PASSED = "ContractPassed"
+    CONTRACT_FAILED = "ContractFailed"
+    SKIPPED = "Skipped"
     # The API server refuses a build or contract-test Job's pods (e.g. Pod Security admission): the
     # namespace is at fault, not the model version, so nothing is quarantined.
-    BUILD_POD_REJECTED: Final = "BuildPodRejected"
-    VERIFY_POD_REJECTED: Final = "VerifyPodRejected"
-    NOT_BETTER: Final = "NotBetter"
-    AWAITING_APPROVAL: Final = "AwaitingApproval"
+    BUILD_POD_REJECTED = "BuildPodRejected"
+    VERIFY_POD_REJECTED = "VerifyPodRejected"
+    # Approval and people's actions.
+    AWAITING_APPROVAL = "AwaitingApproval"
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+    ROLLED_BACK_BY_USER = "RolledBackByUser"
+    QUARANTINED = "Quarantined"
+    UNQUARANTINED = "Unquarantined"
+    # The rollout (RolledOut, Ready, Reconciling, Stalled).
+    ROLLOUT_STARTED = "RolloutStarted"
+    PROGRESSING = "Progressing"
+    ROLLOUT_COMPLETE = "RolloutComplete"
+    ROLLED_OUT = "RolledOut"
+    ROLLED_BACK = "RolledBack"
+    ROLLOUT_FAILED = "RolloutFailed"
+    SCALED = "Scaled"
+    SERVING = "Serving"
+    NOT_SERVING = "NotServing"
+    SUCCEEDED = "Succeeded"
+    IDLE = "Idle"
 
 
 def short_hash(obj: Any, length: int = 16) -> str:

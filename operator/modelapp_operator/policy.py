@@ -1,14 +1,16 @@
-"""Version policies (pure): which published version a ModelApp should serve."""
+"""Version policies (pure): which published versions a ModelApp may serve, in which order, and which one."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from functools import total_ordering
 
+from modelapp_operator.names import ANN_QUARANTINE, ANN_REJECT, ANN_UNQUARANTINE, Reason
+from modelapp_operator.snapshot import Published
 from modelapp_operator.spec import Promotion, VersionPolicy
+from modelapp_operator.status import ModelAppStatus
 
 _SEMVER = re.compile(
     r"^v?(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?(?:\.(0|[1-9]\d*))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$"
@@ -139,15 +141,6 @@ class SemverRange:
 
 
 @dataclass(frozen=True)
-class Published:
-    """A complete published version as the planner sees it."""
-
-    version: str
-    etag: str
-    uploaded: datetime
-
-
-@dataclass(frozen=True)
 class Quarantine:
     version: str
     etag: str = ""
@@ -170,8 +163,29 @@ def newest_first(versions: Iterable[Published]) -> list[Published]:
 @dataclass(frozen=True)
 class Resolution:
     version: Published | None
-    reason: str  # NoVersions | NoMatchingVersion | Resolved
+    reason: Reason  # NoVersions | NoMatchingVersion | Resolved
     message: str
+    # When nothing resolves: the version the policy would have picked, had it not been quarantined.
+    blocked: str | None = None
+
+
+def _allows(policy: VersionPolicy) -> Callable[[str], bool]:
+    if policy.kind == "pinned":
+        return lambda version: version == policy.value
+    if policy.kind == "semver":
+        rng = SemverRange.parse(policy.value)
+        return lambda version: (sv := SemVer.parse(version)) is not None and rng.matches(sv)
+    return lambda version: True
+
+
+def candidates(
+    policy: VersionPolicy, versions: Sequence[Published], excluded: Sequence[Quarantine] = ()
+) -> list[Published]:
+    """The versions the policy allows, best first, without the excluded (quarantined) ones: the policy
+    order in which gather reads manifests and the planner resolves."""
+    allows = _allows(policy)
+    usable = [v for v in versions if allows(v.version) and not any(q.covers(v) for q in excluded)]
+    return newest_first(usable)
 
 
 def resolve(
@@ -179,29 +193,26 @@ def resolve(
 ) -> Resolution:
     """Pick the version to serve. Quarantined versions are skipped by every policy."""
     if not versions:
-        return Resolution(None, "NoVersions", "no complete version (with modelapp.json) under the prefix yet")
-    usable = [v for v in versions if not any(q.covers(v) for q in quarantined)]
-    skipped = len(versions) - len(usable)
+        return Resolution(
+            None, Reason.NO_VERSIONS, "no complete version (with modelapp.json) under the prefix yet"
+        )
+    best = next(iter(candidates(policy, versions, quarantined)), None)
+    skipped = sum(1 for v in versions if any(q.covers(v) for q in quarantined))
     note = f" ({skipped} quarantined version{'s' if skipped != 1 else ''} skipped)" if skipped else ""
+    if best is not None:
+        how = {"pinned": "pinned", "semver": f"newest in {policy.value!r}", "latest": "latest"}[policy.kind]
+        return Resolution(
+            best, Reason.RESOLVED, f"{best.version} ({how}){note if policy.kind != 'pinned' else ''}"
+        )
+    blocked = next(iter(candidates(policy, versions)), None)
+    name = blocked.version if blocked else None
     if policy.kind == "pinned":
-        match = next((v for v in usable if v.version == policy.value), None)
-        if match is None:
-            why = "is quarantined" if any(v.version == policy.value for v in versions) else "is not published"
-            return Resolution(None, "NoMatchingVersion", f"pinned version {policy.value} {why}")
-        return Resolution(match, "Resolved", f"{match.version} (pinned)")
+        why = "is quarantined" if blocked else "is not published"
+        return Resolution(None, Reason.NO_MATCHING_VERSION, f"pinned version {policy.value} {why}", name)
     if policy.kind == "semver":
-        rng = SemverRange.parse(policy.value)
-        candidates = [v for v in usable if (sv := SemVer.parse(v.version)) is not None and rng.matches(sv)]
-        if not candidates:
-            return Resolution(
-                None, "NoMatchingVersion", f"no version matches semver range {policy.value!r}{note}"
-            )
-        best = newest_first(candidates)[0]
-        return Resolution(best, "Resolved", f"{best.version} (newest in {policy.value!r}){note}")
-    if not usable:
-        return Resolution(None, "NoMatchingVersion", f"every published version is quarantined{note}")
-    best = newest_first(usable)[0]
-    return Resolution(best, "Resolved", f"{best.version} (latest){note}")
+        message = f"no version matches semver range {policy.value!r}{note}"
+        return Resolution(None, Reason.NO_MATCHING_VERSION, message, name)
+    return Resolution(None, Reason.NO_MATCHING_VERSION, f"every published version is quarantined{note}", name)
 
 
 def beats(
@@ -212,3 +223,15 @@ def beats(
         return None
     c, s = candidate[promotion.metric], serving[promotion.metric]
     return c > s if promotion.maximize else c < s
+
+
+def effective_quarantine(status: ModelAppStatus, annotations: Mapping[str, str]) -> list[Quarantine]:
+    """The quarantine list once pending user actions (annotations) are applied: gather reads manifests
+    in the order this gives, and the planner's user-actions stage leaves the status saying the same."""
+    entries = [Quarantine(q.version, q.etag or "") for q in status.quarantined]
+    for key in (ANN_REJECT, ANN_QUARANTINE):
+        version = annotations.get(key, "").strip()
+        if version and not any(q.version == version for q in entries):
+            entries.append(Quarantine(version))
+    undo = annotations.get(ANN_UNQUARANTINE, "").strip()
+    return [q for q in entries if q.version != undo]

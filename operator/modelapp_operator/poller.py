@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from modelapp_operator import metrics
 from modelapp_operator.names import Reason
-from modelapp_operator.planner import ManifestInfo
-from modelapp_operator.policy import Published
+from modelapp_operator.snapshot import ManifestInfo, Published, Stalled, Waiting
 from modelapp_operator.store import (
     ContainerNotFound,
     ContainerSnapshot,
@@ -51,13 +50,17 @@ class Subscription:
     interval: float
 
 
-def classify(exc: BaseException) -> tuple[str, str]:
-    """A condition (reason, message) for a store failure. Messages come scrubbed from the store layer."""
+Problem = Stalled | Waiting
+
+
+def classify(exc: BaseException) -> Problem:
+    """What a store failure means: refused credentials or a wrong container need a person (Stalled);
+    an outage passes (Waiting). Messages come scrubbed from the store layer."""
     if isinstance(exc, StoreAuthError):
-        return Reason.STORE_AUTH_FAILED, f"the model store refused the credentials: {exc}"
+        return Stalled(Reason.STORE_AUTH_FAILED, f"the model store refused the credentials: {exc}")
     if isinstance(exc, ContainerNotFound | StoreConfigError):
-        return Reason.STORE_MISCONFIGURED, str(exc)
-    return Reason.STORE_UNAVAILABLE, f"the model store cannot be reached: {exc}"
+        return Stalled(Reason.STORE_MISCONFIGURED, str(exc))
+    return Waiting(Reason.STORE_UNAVAILABLE, f"the model store cannot be reached: {exc}")
 
 
 class ContainerPoller:
@@ -67,7 +70,7 @@ class ContainerPoller:
         self._wake = wake
         self.subscribers: dict[AppKey, Subscription] = {}
         self.snapshot: ContainerSnapshot | None = None
-        self.problem: tuple[str, str] | None = None
+        self.problem: Problem | None = None
         self._seen: dict[AppKey, object] = {}
         self._manifests: dict[tuple[str, str, str], ManifestInfo | str] = {}
         self._listed = asyncio.Event()
@@ -104,10 +107,12 @@ class ContainerPoller:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._listed.wait(), within)
 
-    def view(self, key: AppKey, prefix: str) -> tuple[tuple[Published, ...] | None, tuple[str, str] | None]:
+    def view(self, key: AppKey, prefix: str) -> tuple[tuple[Published, ...] | None, Problem | None]:
         """The versions under ``prefix`` as of the last listing, and the last listing's problem if any."""
         if self.snapshot is None:
-            return None, self.problem or (Reason.STORE_UNAVAILABLE, "the model store has not been listed yet")
+            return None, self.problem or Waiting(
+                Reason.STORE_UNAVAILABLE, "the model store has not been listed yet"
+            )
         seen = self._peek(prefix)
         self._seen[key] = seen
         versions, problem = seen
@@ -160,7 +165,7 @@ class ContainerPoller:
         except StoreError as exc:
             problem = classify(exc)
             if problem != self.problem:
-                log.warning("listing %s/%s failed: %s", self.endpoint.account_url, container, problem[1])
+                log.warning("listing %s/%s failed: %s", self.endpoint.account_url, container, problem.message)
             self.problem = problem
             metrics.STORE_POLLS.labels(container, "error").inc()
         finally:
@@ -176,7 +181,7 @@ class ContainerPoller:
             live = {(p, r.version, r.etag) for p in prefixes for r in self.snapshot.versions(p)}
             self._manifests = {k: v for k, v in self._manifests.items() if k in live}
 
-    def _peek(self, prefix: str) -> tuple[tuple[Published, ...] | None, tuple[str, str] | None]:
+    def _peek(self, prefix: str) -> tuple[tuple[Published, ...] | None, Problem | None]:
         """What an app reading ``prefix`` would see now; compared with what it last saw to decide wakes."""
         if self.snapshot is None:
             return (None, self.problem)

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from modelapp_operator.builders import Images
+from modelapp_operator.snapshot import Images
 
 
 class OperatorSettings(BaseSettings):

@@ -8,10 +8,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modelapp_operator import builders
-from modelapp_operator.builders import Images, Target
-from modelapp_operator.planner import DeploymentState, ManifestInfo, Observed, Plan, StoreView
-from modelapp_operator.policy import Published
+from modelapp_operator.snapshot import (
+    DeploymentState,
+    Images,
+    ManifestInfo,
+    Observed,
+    Plan,
+    Published,
+    Stalled,
+    StoreView,
+    Target,
+    template_hash,
+)
 from modelapp_operator.spec import AppSpec, parse_spec
+from modelapp_operator.status import parse_status
 
 NAME = "diabetes"
 NAMESPACE = "ml"
@@ -139,17 +149,19 @@ def observe(
     now: datetime = T0,
     stalled: tuple[str, str] | None = None,
 ) -> Observed:
-    return Observed(app, spec or make_spec(), view, dep, service_exists, now, stalled)
+    status = parse_status(app.get("status"))
+    problem = Stalled(*stalled) if stalled else None
+    return Observed(app, spec or make_spec(), status, view, dep, service_exists, now, problem)
 
 
 def after(app: dict[str, Any], plan: Plan) -> dict[str, Any]:
     """The ModelApp as the next reconcile reads it: the plan's status written back."""
-    return make_app(plan.status, int(app["metadata"].get("generation", 1)))
+    return make_app(plan.body, int(app["metadata"].get("generation", 1)))
 
 
 def cond(plan: Plan, type_: str) -> dict[str, Any]:
-    found = [c for c in plan.status.get("conditions", []) if c["type"] == type_]
-    assert len(found) == 1, f"expected one {type_} condition in {plan.status.get('conditions')}"
+    found = [c for c in plan.body.get("conditions", []) if c["type"] == type_]
+    assert len(found) == 1, f"expected one {type_} condition in {plan.body.get('conditions')}"
     return found[0]
 
 
@@ -170,7 +182,7 @@ def serving_status(version: str, template: dict[str, Any], **extra: Any) -> dict
             "sha256": sha_of(version),
             "image": IMAGES.scorer,
             "since": "2026-01-01T00:00:00Z",
-            "templateHash": builders.template_hash(template),
+            "templateHash": template_hash(template),
         },
         "quarantined": [],
         "history": [],

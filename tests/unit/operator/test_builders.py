@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 import pytest
 from modelapp_operator import builders
-from modelapp_operator.builders import Target
 from modelapp_operator.names import (
     ANN_LAST_GOOD,
     ANN_MODEL_SHA256,
@@ -20,6 +19,7 @@ from modelapp_operator.names import (
     LABEL_MODELAPP,
     short_hash,
 )
+from modelapp_operator.snapshot import Target, template_hash
 from modelapp_operator.spec import BlobSource
 from unit.operator.conftest import (
     FAKE_ACCOUNT_KEY,
@@ -175,22 +175,20 @@ def test_resources_and_service_account_follow_the_spec() -> None:
 
 def test_template_hash_is_the_hash_of_the_template_without_it() -> None:
     t = template_for("1.0.0")
-    h = builders.template_hash(t)
+    h = template_hash(t)
     assert len(h) == 16
     stripped = copy.deepcopy(t)
     del stripped["metadata"]["annotations"][ANN_TEMPLATE_HASH]
     assert short_hash(stripped) == h
-    assert builders.template_hash({}) == ""
+    assert template_hash({}) == ""
 
 
 def test_template_hash_is_stable_under_dict_reordering() -> None:
     a = make_spec(resources={"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "250m"}})
     b = make_spec(resources={"requests": {"cpu": "250m"}, "limits": {"memory": "1Gi", "cpu": "1"}})
-    assert builders.template_hash(template_for("1.0.0", a)) == builders.template_hash(
-        template_for("1.0.0", b)
-    )
+    assert template_hash(template_for("1.0.0", a)) == template_hash(template_for("1.0.0", b))
     # Built twice, same hash.
-    assert builders.template_hash(template_for("1.0.0")) == builders.template_hash(template_for("1.0.0"))
+    assert template_hash(template_for("1.0.0")) == template_hash(template_for("1.0.0"))
     assert short_hash({"a": 1, "b": {"c": 2, "d": 3}}) == short_hash({"b": {"d": 3, "c": 2}, "a": 1})
 
 
@@ -206,13 +204,13 @@ def test_template_hash_changes_with_what_the_pods_run(change: dict[str, str]) ->
     base = Target("1.0.0", sha_of("1.0.0"), IMAGES.scorer)
     before = builders.pod_template(NAME, make_spec(), base, IMAGES)
     after = builders.pod_template(NAME, make_spec(), dataclasses.replace(base, **change), IMAGES)
-    assert builders.template_hash(before) != builders.template_hash(after)
+    assert template_hash(before) != template_hash(after)
 
 
 def test_template_hash_ignores_replicas_but_not_the_port() -> None:
-    h = builders.template_hash(template_for("1.0.0"))
-    assert builders.template_hash(template_for("1.0.0", make_spec(replicas=7))) == h
-    assert builders.template_hash(template_for("1.0.0", make_spec(port=9000))) != h
+    h = template_hash(template_for("1.0.0"))
+    assert template_hash(template_for("1.0.0", make_spec(replicas=7))) == h
+    assert template_hash(template_for("1.0.0", make_spec(port=9000))) != h
 
 
 def test_deployment() -> None:
@@ -252,7 +250,7 @@ def test_last_good_annotation_round_trips() -> None:
     annotation = dep["metadata"]["annotations"][ANN_LAST_GOOD]
     assert isinstance(annotation, str)
     assert builders.parse_last_good(annotation) == good
-    assert builders.template_hash(builders.parse_last_good(annotation) or {}) == builders.template_hash(good)
+    assert template_hash(builders.parse_last_good(annotation) or {}) == template_hash(good)
 
 
 @pytest.mark.parametrize("annotation", [None, "", "not json", "[1, 2]", '"text"', "{"])

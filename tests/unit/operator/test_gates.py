@@ -11,8 +11,6 @@ from typing import Any
 import orjson
 import pytest
 from modelapp_operator import builders
-from modelapp_operator.builders import Target
-from modelapp_operator.gates import TAIL, JobState, effective_quarantine
 from modelapp_operator.names import (
     ANN_APPROVE,
     ANN_BUILD_HASH,
@@ -27,8 +25,12 @@ from modelapp_operator.names import (
     owner_reference,
     selector_labels,
 )
-from modelapp_operator.planner import ROLLING_REQUEUE, Observed, Plan, StoreView, plan
+from modelapp_operator.planner import ROLLING_REQUEUE, plan
+from modelapp_operator.policy import effective_quarantine
+from modelapp_operator.snapshot import JobState, Observed, Plan, StoreView, Target
 from modelapp_operator.spec import AppSpec, BlobSource, Build, Promotion
+from modelapp_operator.stages.jobs import TAIL
+from modelapp_operator.status import parse_status
 from unit.operator.conftest import (
     FAKE_ACCOUNT_KEY,
     FAKE_CONNECTION_STRING,
@@ -163,7 +165,7 @@ def events(p: Plan, reason: str) -> list[str]:
 
 
 def history(p: Plan) -> list[str]:
-    return [h["event"] for h in p.status["history"]]
+    return [h["event"] for h in p.body["history"]]
 
 
 def scorer(template: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +173,7 @@ def scorer(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def quarantined(p: Plan) -> dict[str, dict[str, Any]]:
-    return {q["version"]: q for q in p.status["quarantined"]}
+    return {q["version"]: q for q in p.body["quarantined"]}
 
 
 # --- builders: the build Job -----------------------------------------------------------------------------------
@@ -410,7 +412,7 @@ def test_no_job_creates_the_build_job_and_reports_building() -> None:
     name = build_name("1.0.0")
     assert p.create == [the_build_job("1.0.0")]
     assert deployments(p) == []
-    assert p.status["pending"] == {
+    assert p.body["pending"] == {
         "version": "1.0.0",
         "sha256": sha_of("1.0.0"),
         "stage": "Building",
@@ -438,7 +440,7 @@ def test_building_is_reported_once(job_listed: bool) -> None:
     assert p.create == ([] if job_listed else [the_build_job("1.0.0")])
     assert p.events == []
     assert p.apply == []
-    assert p.status["pending"] == first.status["pending"]
+    assert p.body["pending"] == first.body["pending"]
     assert history(p) == ["Detected", "BuildStarted"]
     assert cond(p, "ImageBuilt")["reason"] == "Building"
 
@@ -448,7 +450,7 @@ def test_a_restart_with_the_build_job_running_creates_nothing() -> None:
     name = build_name("1.0.0")
     p = plan(obs(make_app(), store("1.0.0"), jobs={name: running(name)}), IMAGES)
     assert p.create == []
-    assert p.status["pending"]["job"] == name
+    assert p.body["pending"]["job"] == name
     assert cond(p, "ImageBuilt")["reason"] == "Building"
 
 
@@ -458,7 +460,7 @@ def test_a_restart_with_the_verify_job_running_creates_nothing() -> None:
     vname = verify_name(image, "1.0.0")
     p = plan(obs(app, store("1.0.0"), jobs={vname: running(vname)}), IMAGES)
     assert p.create == []
-    assert p.status["pending"]["stage"] == "Verifying"
+    assert p.body["pending"]["stage"] == "Verifying"
     assert cond(p, "Verified")["reason"] == "Verifying"
 
 
@@ -471,18 +473,18 @@ def test_a_built_image_is_recorded_by_digest_and_verified_next() -> None:
     )
 
     image = digest_image("1.0.0")
-    assert p.status["images"] == {bhash("1.0.0"): {**built_entry("1.0.0", verified=False)}}
+    assert p.body["images"] == {bhash("1.0.0"): {**built_entry("1.0.0", verified=False)}}
     assert p.create == [the_verify_job(image, "1.0.0")]
     assert deployments(p) == []
     assert events(p, "Built") == [f"built {image} for model version 1.0.0"]
-    built_h = next(h for h in p.status["history"] if h["event"] == "Built")
+    built_h = next(h for h in p.body["history"] if h["event"] == "Built")
     assert built_h["image"] == image
     assert built_h["durationSeconds"] == 120.0
     assert ("build_seconds", 120.0) in p.observations
-    assert p.status["history"][-1]["event"] == "VerifyStarted"
-    assert p.status["pending"]["stage"] == "Verifying"
-    assert p.status["pending"]["image"] == image
-    assert p.status["pending"]["since"] == "2026-01-02T03:06:05Z"
+    assert p.body["history"][-1]["event"] == "VerifyStarted"
+    assert p.body["pending"]["stage"] == "Verifying"
+    assert p.body["pending"]["image"] == image
+    assert p.body["pending"]["since"] == "2026-01-02T03:06:05Z"
     assert cond(p, "ImageBuilt")["status"] == "True"
     assert cond(p, "ImageBuilt")["reason"] == "Built"
     assert cond(p, "ImageBuilt")["message"] == image
@@ -503,7 +505,7 @@ def test_a_build_without_a_digest_is_used_by_tag(message: str) -> None:
     name = build_name("1.0.0")
     p = plan(obs(app, store("1.0.0"), jobs={name: succeeded(name, message)}), IMAGES)
     tagged = f"{DEST}:{builders.image_tag('1.0.0', sha_of('1.0.0'))}"
-    entry = p.status["images"][bhash("1.0.0")]
+    entry = p.body["images"][bhash("1.0.0")]
     assert entry["image"] == tagged
     assert entry["byTag"] is True
     assert cond(p, "ImageBuilt")["status"] == "True"
@@ -532,9 +534,9 @@ def test_a_verified_image_is_rolled_out_by_digest_without_init_containers() -> N
 
     verified = cond(p, "Verified")
     assert (verified["status"], verified["reason"]) == ("True", "ContractPassed")
-    assert p.status["images"][bhash("1.0.0")]["verified"] is True
+    assert p.body["images"][bhash("1.0.0")]["verified"] is True
     assert events(p, "Verified") == [f"{image} passed the contract test of model version 1.0.0"]
-    verified_h = next(h for h in p.status["history"] if h["event"] == "Verified")
+    verified_h = next(h for h in p.body["history"] if h["event"] == "Verified")
     assert verified_h["durationSeconds"] == 180.0
     assert ("verify_seconds", 180.0) in p.observations
     assert p.create == []
@@ -544,8 +546,8 @@ def test_a_verified_image_is_rolled_out_by_digest_without_init_containers() -> N
     assert scorer(template)["image"] == image
     assert "initContainers" not in template["spec"]
     assert "azure.workload.identity/use" not in template["metadata"]["labels"]
-    assert p.status["pending"]["stage"] == "RollingOut"
-    assert p.status["pending"]["image"] == image
+    assert p.body["pending"]["stage"] == "RollingOut"
+    assert p.body["pending"]["image"] == image
     assert Reason.ROLLOUT_STARTED in reasons(p)
 
 
@@ -558,7 +560,7 @@ def test_contract_test_off_rolls_out_right_after_the_build() -> None:
     verified = cond(p, "Verified")
     assert (verified["status"], verified["reason"]) == ("True", "Skipped")
     assert p.create == []
-    assert not [h for h in p.status["history"] if h["event"] in ("VerifyStarted", "Verified")]
+    assert not [h for h in p.body["history"] if h["event"] in ("VerifyStarted", "Verified")]
     (dep,) = deployments(p)
     assert dep["spec"]["template"] == baked_template("1.0.0", spec)
 
@@ -600,12 +602,12 @@ def test_a_failed_build_of_a_new_version_quarantines_it_and_keeps_serving() -> N
         "False",
         Reason.BUILD_FAILED,
     )
-    assert "pending" not in p.status
-    failed_h = p.status["history"][-1]
+    assert "pending" not in p.body
+    failed_h = p.body["history"][-1]
     assert (failed_h["event"], failed_h["durationSeconds"]) == ("BuildFailed", 60.0)
     assert ("build_failures", 1.0) in p.observations
     assert p.requeue_after == 1.0
-    assert p.status["servingVersion"]["version"] == "1.0.0"
+    assert p.body["servingVersion"]["version"] == "1.0.0"
     assert cond(p, "Ready")["status"] == "True"
 
     # Next: 1.0.0 resolves again, nothing is rebuilt or re-applied, the failure stays visible, once.
@@ -641,28 +643,28 @@ def test_a_failed_rebuild_of_the_serving_version_is_remembered_not_quarantined()
     jobs = {name: failed(name, "error building image: base image not found")}
     p = plan(obs(app, view, dep, spec=spec, jobs=jobs), IMAGES)
 
-    assert p.status["quarantined"] == []
-    entry = p.status["images"][bhash("1.0.0", spec)]
+    assert p.body["quarantined"] == []
+    entry = p.body["images"][bhash("1.0.0", spec)]
     assert entry["failed"] is True
     assert entry["version"] == "1.0.0"
     assert "base image not found" in entry["message"]
-    assert p.status["images"][bhash("1.0.0")] == built_entry("1.0.0")  # the serving image is kept
+    assert p.body["images"][bhash("1.0.0")] == built_entry("1.0.0")  # the serving image is kept
     assert events(p, Reason.BUILD_FAILED)
     assert (cond(p, "ImageBuilt")["status"], cond(p, "ImageBuilt")["reason"]) == (
         "False",
         Reason.BUILD_FAILED,
     )
     assert deployments(p) == []
-    assert p.status["servingVersion"]["version"] == "1.0.0"
+    assert p.body["servingVersion"]["version"] == "1.0.0"
 
     # Not retried: the same build settings would fail the same way.
     again = plan(obs(after(app, p), view, dep, spec=spec, jobs=jobs), IMAGES)
     assert again.create == []
     assert again.apply == []
     assert again.events == []
-    assert "pending" not in again.status
+    assert "pending" not in again.body
     assert cond(again, "ImageBuilt")["reason"] == Reason.BUILD_FAILED
-    assert again.status["quarantined"] == []
+    assert again.body["quarantined"] == []
 
 
 def _verifying_1_1() -> tuple[dict[str, Any], dict[str, Any], str]:
@@ -686,8 +688,8 @@ def test_a_failed_contract_test_quarantines_and_rolls_nothing() -> None:
     assert cond(p, "ImageBuilt")["status"] == "True"
     assert deployments(p) == []
     assert p.create == []
-    assert "pending" not in p.status
-    assert p.status["history"][-1]["event"] == "ContractFailed"
+    assert "pending" not in p.body
+    assert p.body["history"][-1]["event"] == "ContractFailed"
 
     again = plan(obs(after(app, p), view, deployment(t, last_good=t), jobs=jobs), IMAGES)
     assert again.apply == []
@@ -703,8 +705,8 @@ def test_a_failed_contract_test_of_the_serving_version_is_remembered_not_quarant
     vname = verify_name(digest_image("1.0.0"), "1.0.0")
     jobs = {vname: failed(vname, "smoke failed")}
     p = plan(obs(app, store("1.0.0"), dep, spec=spec, jobs=jobs), IMAGES)
-    assert p.status["quarantined"] == []
-    assert p.status["images"][bhash("1.0.0", spec)]["failed"] is True
+    assert p.body["quarantined"] == []
+    assert p.body["images"][bhash("1.0.0", spec)]["failed"] is True
     assert cond(p, "Verified")["reason"] == Reason.CONTRACT_FAILED
     assert deployments(p) == []
     again = plan(obs(after(app, p), store("1.0.0"), dep, spec=spec, jobs=jobs), IMAGES)
@@ -735,7 +737,7 @@ def test_the_newest_versions_failure_shows_while_an_older_one_serves(
     p = plan(obs(app, store("1.0.0", "1.1.0"), deployment(t, last_good=t)), IMAGES)
     assert (cond(p, "ImageBuilt")["status"], cond(p, "ImageBuilt")["reason"]) == built
     assert (cond(p, "Verified")["status"], cond(p, "Verified")["reason"]) == verified
-    failing = [c for c in p.status["conditions"] if c["status"] == "False" and c["reason"] == reason]
+    failing = [c for c in p.body["conditions"] if c["status"] == "False" and c["reason"] == reason]
     for c in failing:
         assert c["message"] == "latest version 1.1.0: boom"
     assert p.apply == []
@@ -773,7 +775,7 @@ def test_promotion_gate(maximize: bool, metric: str, serving: float, candidate: 
 
     resolved = cond(p, "ModelResolved")
     assert resolved["status"] == "True"
-    assert p.status["quarantined"] == []
+    assert p.body["quarantined"] == []
     if not blocked:
         assert resolved["reason"] == Reason.RESOLVED
         assert p.create == [the_build_job("1.1.0", spec)]
@@ -786,9 +788,9 @@ def test_promotion_gate(maximize: bool, metric: str, serving: float, candidate: 
     assert p.apply == []
     assert events(p, Reason.NOT_BETTER) == [resolved["message"]]
     assert history(p).count("NotBetter") == 1
-    assert p.status["notBetter"]["version"] == "1.1.0"
+    assert p.body["notBetter"]["version"] == "1.1.0"
     assert cond(p, "Ready")["status"] == "True"
-    assert "pending" not in p.status
+    assert "pending" not in p.body
 
     again = plan(obs(after(app, p), view, dep, spec=spec, now=T0 + timedelta(minutes=1)), IMAGES)
     assert again.events == []
@@ -807,7 +809,7 @@ def test_a_candidate_without_the_metric_is_blocked_with_a_clear_message() -> Non
     assert resolved["reason"] == Reason.NOT_BETTER
     assert resolved["message"] == "1.1.0 has no metric 'r2' in its manifest, so it cannot be compared"
     assert p.create == []
-    assert p.status["quarantined"] == []
+    assert p.body["quarantined"] == []
 
 
 @pytest.mark.parametrize("serving_metrics", [None, {"mse": 3000.0}], ids=["no-metrics", "other-metric"])
@@ -871,7 +873,7 @@ def test_the_first_version_needs_no_approval() -> None:
     p = plan(obs(app, store("1.0.0"), spec=APPROVAL), IMAGES)
     (dep,) = deployments(p)
     assert dep["spec"]["template"] == baked_template("1.0.0", APPROVAL)
-    assert p.status["pending"]["stage"] == "RollingOut"
+    assert p.body["pending"]["stage"] == "RollingOut"
     assert "AwaitingApproval" not in reasons(p)
 
 
@@ -888,7 +890,7 @@ def _awaiting_1_1() -> tuple[Plan, dict[str, Any], dict[str, Any]]:
 
 def test_a_new_version_waits_for_approval() -> None:
     p, app, t = _awaiting_1_1()
-    pending = p.status["pending"]
+    pending = p.body["pending"]
     assert pending["version"] == "1.1.0"
     assert pending["stage"] == "AwaitingApproval"
     assert pending["image"] == digest_image("1.1.0")
@@ -914,7 +916,7 @@ def test_a_new_version_waits_for_approval() -> None:
     )
     assert again.events == []
     assert again.apply == []
-    assert again.status["pending"] == pending
+    assert again.body["pending"] == pending
 
 
 def test_the_approve_annotation_releases_the_rollout() -> None:
@@ -928,14 +930,14 @@ def test_the_approve_annotation_releases_the_rollout() -> None:
     assert events(approved, "Approved") == ["model version 1.1.0 approved for rollout"]
     (dep,) = deployments(approved)
     assert dep["spec"]["template"] == baked_template("1.1.0", APPROVAL)
-    assert approved.status["pending"]["stage"] == "RollingOut"
-    assert approved.status["pending"]["version"] == "1.1.0"
+    assert approved.body["pending"]["stage"] == "RollingOut"
+    assert approved.body["pending"]["version"] == "1.1.0"
     assert "AwaitingApproval" not in reasons(approved)
 
     # The annotation is gone, the Deployment rolls 1.1.0: no new approval is asked for.
     rolling = deployment(baked_template("1.1.0", APPROVAL), last_good=t, updated=1, available=2, total=3)
     nxt = plan(obs(after(app, approved), view, rolling, spec=APPROVAL), IMAGES)
-    assert nxt.status["pending"]["stage"] == "RollingOut"
+    assert nxt.body["pending"]["stage"] == "RollingOut"
     assert "AwaitingApproval" not in reasons(nxt)
     assert nxt.apply == []
 
@@ -949,8 +951,8 @@ def test_an_approval_for_another_version_does_nothing() -> None:
     assert ANN_APPROVE not in q.remove_annotations
     assert "Approved" not in history(q)
     assert deployments(q) == []
-    assert q.status["pending"]["stage"] == "AwaitingApproval"
-    assert "approved" not in q.status["pending"]
+    assert q.body["pending"]["stage"] == "AwaitingApproval"
+    assert "approved" not in q.body["pending"]
 
 
 # --- user actions ------------------------------------------------------------------------------------------------
@@ -961,7 +963,7 @@ def test_reject_and_quarantine_annotations_quarantine_a_pending_version(key: str
     app, t = serving_app()
     view = store("1.0.0", "1.1.0")
     building = plan(obs(app, view, deployment(t, last_good=t)), IMAGES)
-    assert building.status["pending"]["version"] == "1.1.0"
+    assert building.body["pending"]["version"] == "1.1.0"
     app = with_annotations(after(app, building), **{key: "1.1.0"})
     name = build_name("1.1.0")
     p = plan(obs(app, view, deployment(t, last_good=t), jobs={name: running(name)}), IMAGES)
@@ -974,10 +976,12 @@ def test_reject_and_quarantine_annotations_quarantine_a_pending_version(key: str
     assert warning.reason == Reason.QUARANTINED
     assert "1.1.0" in warning.message
     assert "Quarantined" in history(p)
-    assert "pending" not in p.status
+    assert "pending" not in p.body
     assert p.create == []
     assert p.apply == []
-    assert "1.1.0" in {q.version for q in effective_quarantine(app["status"], app["metadata"]["annotations"])}
+    assert "1.1.0" in {
+        q.version for q in effective_quarantine(parse_status(app["status"]), app["metadata"]["annotations"])
+    }
 
 
 def test_rollback_of_the_serving_version_restores_the_previous_image() -> None:
@@ -996,11 +1000,11 @@ def test_the_unquarantine_annotation_releases_a_version() -> None:
     app["status"]["latestVersion"] = {"version": "1.1.0", "etag": etag_of("1.1.0"), "sha256": sha_of("1.1.0")}
     app = with_annotations(app, **{ANN_UNQUARANTINE: "1.1.0"})
     p = plan(obs(app, store("1.0.0", "1.1.0"), deployment(t, last_good=t)), IMAGES)
-    assert p.status["quarantined"] == []
+    assert p.body["quarantined"] == []
     assert p.remove_annotations == [ANN_UNQUARANTINE]
     assert events(p, "Unquarantined") == ["model version 1.1.0 released from quarantine"]
     assert "Unquarantined" in history(p)
-    assert p.status["attempts"] == {"1.1.0": 1}
+    assert p.body["attempts"] == {"1.1.0": 1}
     assert p.create == [the_build_job("1.1.0", attempt=1)]  # it resolves again, and builds anew
 
 
@@ -1010,7 +1014,7 @@ def test_unquarantine_of_a_version_not_quarantined_is_consumed_quietly() -> None
     p = plan(obs(app, store("1.0.0"), deployment(t, last_good=t)), IMAGES)
     assert p.remove_annotations == [ANN_UNQUARANTINE]
     assert p.events == []
-    assert p.status["quarantined"] == []
+    assert p.body["quarantined"] == []
 
 
 @pytest.mark.parametrize(
@@ -1031,7 +1035,7 @@ def test_unquarantine_after_a_failed_job_retries_instead_of_requarantining(stage
         ),
         IMAGES,
     )
-    assert p.status["quarantined"] == []
+    assert p.body["quarantined"] == []
     assert reason not in reasons(p)
 
 
@@ -1060,6 +1064,6 @@ def test_effective_quarantine_agrees_with_plan(
     app, t = serving_app(quarantined=[dict(q) for q in status_q])
     app = with_annotations(app, **annotations)
     p = plan(obs(app, store("1.0.0", "1.1.0"), deployment(t, last_good=t)), IMAGES)
-    predicted = {q.version for q in effective_quarantine(app["status"], annotations)}
+    predicted = {q.version for q in effective_quarantine(parse_status(app["status"]), annotations)}
     assert predicted == set(quarantined(p))
     assert set(p.remove_annotations) == set(annotations) - {ANN_APPROVE}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from modelapp_operator import builders
-from modelapp_operator.builders import Target
+from modelapp_operator.snapshot import Target, template_hash
 from modelapp_operator.spec import AppSpec, Build, parse_spec
 from unit.operator.conftest import IMAGES, NAME, make_app, make_spec, raw_spec, sha_of
 
@@ -124,8 +124,8 @@ def test_a_change_rolls_the_deployment_but_does_not_rebuild(change: dict[str, An
     spec = make_spec(packaging="Image", build=BUILD)
     changed = dataclasses.replace(spec, **change)
     target = Target("1.0.0", sha_of("1.0.0"), "img@sha256:" + "1" * 64, True)
-    before = builders.template_hash(builders.pod_template(NAME, spec, target, IMAGES))
-    after = builders.template_hash(builders.pod_template(NAME, changed, target, IMAGES))
+    before = template_hash(builders.pod_template(NAME, spec, target, IMAGES))
+    after = template_hash(builders.pod_template(NAME, changed, target, IMAGES))
     assert before != after
     assert builders.build_hash(spec, IMAGES, "1.0.0", sha_of("1.0.0")) == builders.build_hash(
         changed, IMAGES, "1.0.0", sha_of("1.0.0")

@@ -9,7 +9,9 @@ import orjson
 import pytest
 from modelapp_operator import builders
 from modelapp_operator.names import ANN_LAST_GOOD, Reason
-from modelapp_operator.planner import HISTORY_LIMIT, ROLLING_REQUEUE, STALLED_REQUEUE, Plan, StoreView, plan
+from modelapp_operator.planner import ROLLING_REQUEUE, STALLED_REQUEUE, plan
+from modelapp_operator.snapshot import Plan, StoreView, Waiting, template_hash
+from modelapp_operator.status import HISTORY_LIMIT
 from unit.operator.conftest import (
     FAKE_ACCOUNT_KEY,
     FAKE_CONNECTION_STRING,
@@ -40,7 +42,7 @@ def _last_good(dep: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _hash(template: dict[str, Any]) -> str:
-    return builders.template_hash(template)
+    return template_hash(template)
 
 
 def _serving_1_0(**status: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -61,7 +63,7 @@ def test_first_apply_creates_the_deployment_and_service_and_a_pending_rollout() 
     assert _hash(dep["spec"]["template"]) == _hash(template_for("1.0.0"))
     assert ANN_LAST_GOOD not in dep["metadata"]["annotations"]
 
-    st = p.status
+    st = p.body
     assert st["pending"]["version"] == "1.0.0"
     assert st["pending"]["stage"] == "RollingOut"
     assert st["pending"]["templateHash"] == _hash(template_for("1.0.0"))
@@ -103,7 +105,7 @@ def test_rollout_in_progress_is_reconciling() -> None:
     assert cond(p, "RolledOut")["reason"] == Reason.PROGRESSING
     assert "1/2 updated" in cond(p, "RolledOut")["message"]
     assert cond(p, "Ready")["status"] == "False"
-    assert p.status["pending"] == first.status["pending"]
+    assert p.body["pending"] == first.body["pending"]
     assert p.requeue_after == ROLLING_REQUEUE
     # Conditions that did not flip keep their time.
     assert cond(p, "Reconciling")["lastTransitionTime"] == cond(first, "Reconciling")["lastTransitionTime"]
@@ -113,8 +115,8 @@ def test_a_deployment_the_controller_has_not_seen_yet_is_not_complete() -> None:
     app = after(make_app(), plan(observe(make_app(), store("1.0.0"), None), IMAGES))
     dep = deployment(template_for("1.0.0"), generation=2, observed_generation=1)  # counts describe gen 1
     p = plan(observe(app, store("1.0.0"), dep), IMAGES)
-    assert "servingVersion" not in p.status
-    assert p.status["pending"]["version"] == "1.0.0"
+    assert "servingVersion" not in p.body
+    assert p.body["pending"]["version"] == "1.0.0"
 
 
 def test_rollout_complete_serves_and_records_last_good() -> None:
@@ -124,7 +126,7 @@ def test_rollout_complete_serves_and_records_last_good() -> None:
     now = T0 + timedelta(seconds=42)
     p = plan(observe(app, store("1.0.0", metrics={"1.0.0": {"r2": 0.46}}), deployment(t), now=now), IMAGES)
 
-    st = p.status
+    st = p.body
     assert "pending" not in st
     assert st["servingVersion"] == {
         "version": "1.0.0",
@@ -135,14 +137,14 @@ def test_rollout_complete_serves_and_records_last_good() -> None:
         "metrics": {"r2": 0.46},
     }
     assert cond(p, "RolledOut")["status"] == "True"
-    assert cond(p, "RolledOut")["reason"] == Reason.ROLLED_OUT
+    assert cond(p, "RolledOut")["reason"] == Reason.ROLLOUT_COMPLETE
     assert cond(p, "Ready")["status"] == "True"
     assert cond(p, "Ready")["reason"] == Reason.SERVING
     assert cond(p, "Ready")["message"] == "serving 1.0.0 (2/2 available)"
     assert cond(p, "Reconciling")["status"] == "False"
     assert st["history"][-1]["event"] == "RolledOut"
     assert st["history"][-1]["durationSeconds"] == 42.0
-    assert reasons(p) == [Reason.ROLLED_OUT]
+    assert reasons(p) == [Reason.ROLLOUT_COMPLETE]
     assert ("time_to_serving", 42.0) in p.observations
     # The template that worked is remembered on the Deployment, unchanged otherwise.
     (dep,) = deployments(p)
@@ -155,7 +157,7 @@ def test_rollout_complete_serves_and_records_last_good() -> None:
     steady = plan(observe(after(app, p), store("1.0.0"), deployment(t, last_good=t), now=now), IMAGES)
     assert steady.apply == []
     assert steady.events == []
-    assert steady.status == p.status
+    assert steady.body == p.body
 
 
 # --- new versions ------------------------------------------------------------------------------------------
@@ -167,12 +169,12 @@ def test_new_version_is_announced_once_and_rolled_out() -> None:
     p = plan(observe(app, store("1.0.0", "1.1.0"), dep), IMAGES)
 
     assert reasons(p) == [Reason.NEW_VERSION, Reason.ROLLOUT_STARTED]
-    assert p.status["latestVersion"]["version"] == "1.1.0"
+    assert p.body["latestVersion"]["version"] == "1.1.0"
     (d,) = deployments(p)
     assert _hash(d["spec"]["template"]) == _hash(template_for("1.1.0"))
     assert _last_good(d) == good  # the way back stays on the Deployment
-    assert p.status["pending"]["version"] == "1.1.0"
-    assert p.status["servingVersion"]["version"] == "1.0.0"
+    assert p.body["pending"]["version"] == "1.1.0"
+    assert p.body["servingVersion"]["version"] == "1.0.0"
     assert cond(p, "Ready")["status"] == "True"
     assert cond(p, "Ready")["message"].startswith("serving 1.0.0 (2/2 available); ")
     assert "1.1.0" in cond(p, "Ready")["message"]
@@ -181,15 +183,15 @@ def test_new_version_is_announced_once_and_rolled_out() -> None:
     again = plan(observe(after(app, p), store("1.0.0", "1.1.0"), dep), IMAGES)
     assert Reason.NEW_VERSION not in reasons(again)
     assert Reason.ROLLOUT_STARTED not in reasons(again)
-    assert again.status["pending"] == p.status["pending"]
-    assert [h["event"] for h in again.status["history"]] == ["Detected", "RolloutStarted"]
+    assert again.body["pending"] == p.body["pending"]
+    assert [h["event"] for h in again.body["history"]] == ["Detected", "RolloutStarted"]
 
 
 def test_a_republished_version_is_announced_again() -> None:
     app, good = _serving_1_0()
     p = plan(observe(app, store("1.0.0", republished=1), deployment(good, last_good=good)), IMAGES)
     assert reasons(p)[0] == Reason.NEW_VERSION
-    assert p.status["latestVersion"]["etag"] == etag_of("1.0.0", 1)
+    assert p.body["latestVersion"]["etag"] == etag_of("1.0.0", 1)
 
 
 # --- rollbacks ---------------------------------------------------------------------------------------------
@@ -212,7 +214,7 @@ def test_deadline_after_a_model_change_rolls_back_and_quarantines_the_version() 
     (dep,) = deployments(p)
     assert dep["spec"]["template"] == good
     assert _last_good(dep) == good
-    q = p.status["quarantined"]
+    q = p.body["quarantined"]
     assert len(q) == 1
     assert q[0]["version"] == "1.1.0"
     assert q[0]["etag"] == etag_of("1.1.0")
@@ -224,14 +226,14 @@ def test_deadline_after_a_model_change_rolls_back_and_quarantines_the_version() 
     assert "restored 1.0.0" in warnings[Reason.ROLLED_BACK].message
     assert "ProgressDeadlineExceeded" in warnings[Reason.QUARANTINED].message
     assert not any(e.type == "Normal" for e in p.events)
-    assert p.status["pending"]["rollback"] is True
-    assert p.status["pending"]["version"] == "1.0.0"
-    assert "failedTemplateHash" not in p.status
+    assert p.body["pending"]["rollback"] is True
+    assert p.body["pending"]["version"] == "1.0.0"
+    assert "failedTemplateHash" not in p.body
     assert cond(p, "RolledOut")["reason"] == Reason.ROLLED_BACK
     assert cond(p, "Stalled")["status"] == "False"
     # The old pods never stopped serving.
     assert cond(p, "Ready")["status"] == "True"
-    assert p.status["history"][-1]["event"] == "RolledBack"
+    assert p.body["history"][-1]["event"] == "RolledBack"
     assert ("rollout_failures", 1.0) in p.observations
 
 
@@ -249,15 +251,15 @@ def test_after_a_rollback_the_previous_version_resolves_and_settles() -> None:
     done = plan(observe(after(app, rolling), view, deployment(good, last_good=good)), IMAGES)
     assert deployments(done) == []
     assert done.events == []  # the rollback was announced already
-    assert "pending" not in done.status
-    assert done.status["servingVersion"]["version"] == "1.0.0"
+    assert "pending" not in done.body
+    assert done.body["servingVersion"]["version"] == "1.0.0"
     assert cond(done, "RolledOut") | {"lastTransitionTime": ""} == cond(done, "RolledOut") | {
         "lastTransitionTime": "",
         "status": "True",
         "reason": Reason.ROLLED_BACK,
     }
     assert cond(done, "Ready")["reason"] == Reason.SERVING
-    assert [q["version"] for q in done.status["quarantined"]] == ["1.1.0"]
+    assert [q["version"] for q in done.body["quarantined"]] == ["1.1.0"]
 
     # 1.1.0 republished (a new manifest ETag): it gets a new chance.
     retry = plan(
@@ -283,8 +285,8 @@ def _failing_image_change() -> tuple[Plan, dict[str, Any], dict[str, Any], Any]:
 def test_deadline_after_a_spec_change_restores_the_template_without_quarantine() -> None:
     p, _, good, spec = _failing_image_change()
 
-    assert p.status["failedTemplateHash"] == _hash(template_for("1.0.0", spec))
-    assert p.status["quarantined"] == []
+    assert p.body["failedTemplateHash"] == _hash(template_for("1.0.0", spec))
+    assert p.body["quarantined"] == []
     assert Reason.QUARANTINED not in reasons(p)
     assert reasons(p) == [Reason.ROLLED_BACK]
     assert "spec change" in p.events[0].message
@@ -301,7 +303,7 @@ def test_a_failed_spec_change_is_not_retried_and_stalls() -> None:
         assert cond(nxt, "Stalled")["status"] == "True"
         assert cond(nxt, "Stalled")["reason"] == Reason.ROLLOUT_FAILED
         assert Reason.ROLLOUT_STARTED not in reasons(nxt)
-        assert nxt.status["failedTemplateHash"] == p.status["failedTemplateHash"]
+        assert nxt.body["failedTemplateHash"] == p.body["failedTemplateHash"]
         app = after(app, nxt)
     assert "still serving 1.0.0" in cond(nxt, "Ready")["message"]
 
@@ -318,15 +320,15 @@ def test_first_rollout_failing_has_nothing_to_restore() -> None:
     p = plan(observe(app, store("1.0.0"), dep), IMAGES)
 
     assert deployments(p) == []
-    assert "pending" not in p.status
+    assert "pending" not in p.body
     assert cond(p, "RolledOut")["reason"] == Reason.ROLLOUT_FAILED
     assert cond(p, "Ready")["status"] == "False"
     assert cond(p, "Ready")["reason"] == Reason.ROLLOUT_FAILED
     assert "no earlier good version" in cond(p, "Ready")["message"]
     assert Reason.ROLLOUT_FAILED in reasons(p)
     assert all(e.type == "Warning" for e in p.events)
-    assert p.status["history"][-1]["event"] == "RolloutFailed"
-    assert [q["version"] for q in p.status["quarantined"]] == ["1.0.0"]
+    assert p.body["history"][-1]["event"] == "RolloutFailed"
+    assert [q["version"] for q in p.body["quarantined"]] == ["1.0.0"]
 
 
 def test_first_rollout_failure_is_reported_once() -> None:
@@ -335,8 +337,8 @@ def test_first_rollout_failure_is_reported_once() -> None:
     failed = plan(observe(app, store("1.0.0"), dep), IMAGES)
     again = plan(observe(after(app, failed), store("1.0.0"), dep, now=T0 + timedelta(minutes=5)), IMAGES)
     assert again.events == []
-    assert again.status["history"] == failed.status["history"]
-    assert again.status["quarantined"] == failed.status["quarantined"]
+    assert again.body["history"] == failed.body["history"]
+    assert again.body["quarantined"] == failed.body["quarantined"]
 
 
 def test_a_failure_after_a_model_and_image_change_does_not_blame_the_model() -> None:
@@ -347,8 +349,8 @@ def test_a_failure_after_a_model_and_image_change_does_not_blame_the_model() -> 
     bad = template_for("1.1.0", spec)
     dep = deployment(bad, last_good=good, updated=1, available=2, total=3, deadline_exceeded=True)
     p = plan(observe(app, store("1.0.0", "1.1.0"), dep, spec=spec), IMAGES)
-    assert p.status["quarantined"] == []
-    assert p.status["failedTemplateHash"] == _hash(bad)
+    assert p.body["quarantined"] == []
+    assert p.body["failedTemplateHash"] == _hash(bad)
 
 
 # --- store and Secret problems ---------------------------------------------------------------------------
@@ -356,7 +358,9 @@ def test_a_failure_after_a_model_and_image_change_does_not_blame_the_model() -> 
 
 def test_store_unavailable_while_serving_keeps_serving() -> None:
     app, good = _serving_1_0()
-    view = StoreView(None, (Reason.STORE_UNAVAILABLE, "listing models/diabetes/ failed: connection refused"))
+    view = StoreView(
+        None, Waiting(Reason.STORE_UNAVAILABLE, "listing models/diabetes/ failed: connection refused")
+    )
     p = plan(observe(app, view, deployment(good, last_good=good)), IMAGES)
 
     assert p.apply == []
@@ -367,7 +371,7 @@ def test_store_unavailable_while_serving_keeps_serving() -> None:
     assert "connection refused" in ready["message"]
     assert cond(p, "ModelResolved")["status"] == "False"
     assert cond(p, "Stalled")["status"] == "False"
-    assert p.status["servingVersion"] == app["status"]["servingVersion"]
+    assert p.body["servingVersion"] == app["status"]["servingVersion"]
 
 
 def test_store_unavailable_still_follows_a_scale_change() -> None:
@@ -392,7 +396,7 @@ def test_store_unavailable_before_anything_serves() -> None:
 @pytest.mark.parametrize(
     ("view", "reason"),
     [
-        (StoreView(None, (Reason.STORE_UNAVAILABLE, "connection refused")), Reason.STORE_UNAVAILABLE),
+        (StoreView(None, Waiting(Reason.STORE_UNAVAILABLE, "connection refused")), Reason.STORE_UNAVAILABLE),
         (store(), Reason.NO_VERSIONS),
     ],
     ids=["store-unavailable", "no-versions"],
@@ -441,13 +445,11 @@ def test_no_versions_yet() -> None:
     assert p.events == []
     assert cond(p, "ModelResolved")["reason"] == Reason.NO_VERSIONS
     assert cond(p, "Ready")["status"] == "False"
-    assert "latestVersion" not in p.status
+    assert "latestVersion" not in p.body
 
 
 def test_unreadable_manifest_of_the_resolved_version() -> None:
-    view = StoreView(
-        store("1.0.0").versions, (Reason.MANIFEST_INVALID, "1.0.0: modelapp.json is not JSON"), {}
-    )
+    view = StoreView(store("1.0.0").versions, None, {}, {"1.0.0": "1.0.0: modelapp.json is not JSON"})
     p = plan(observe(make_app(), view, None), IMAGES)
     assert deployments(p) == []
     assert cond(p, "ModelResolved")["reason"] == Reason.MANIFEST_INVALID
@@ -469,7 +471,7 @@ def test_scale_change_reapplies_the_same_template() -> None:
     assert _last_good(dep) == good
     assert reasons(p) == [Reason.SCALED]
     assert "from 2 to 5" in p.events[0].message
-    assert "pending" not in p.status
+    assert "pending" not in p.body
     assert cond(p, "Reconciling")["status"] == "False"
     assert cond(p, "Ready")["status"] == "True"
 
@@ -484,11 +486,11 @@ def test_restart_adopts_a_rollout_whose_status_write_was_lost() -> None:
 
     assert deployments(p) == []
     assert reasons(p) == [Reason.ROLLOUT_STARTED]
-    assert p.status["pending"]["templateHash"] == _hash(moving)
-    assert p.status["pending"]["version"] == "1.1.0"
+    assert p.body["pending"]["templateHash"] == _hash(moving)
+    assert p.body["pending"]["version"] == "1.1.0"
     again = plan(observe(after(make_app(status), p), view, dep), IMAGES)
     assert again.events == []
-    assert again.status["pending"] == p.status["pending"]
+    assert again.body["pending"] == p.body["pending"]
 
 
 def test_history_is_bounded() -> None:
@@ -498,7 +500,7 @@ def test_history_is_bounded() -> None:
     ]
     app, good = _serving_1_0(history=old)
     p = plan(observe(app, store("1.0.0", "1.1.0"), deployment(good, last_good=good)), IMAGES)
-    history = p.status["history"]
+    history = p.body["history"]
     assert len(history) == HISTORY_LIMIT
     assert [h["event"] for h in history[-2:]] == ["Detected", "RolloutStarted"]
     assert history[0]["version"] == "0.0.12"
@@ -508,8 +510,8 @@ def test_generation_is_observed() -> None:
     app, good = _serving_1_0()
     app["metadata"]["generation"] = 7
     p = plan(observe(app, store("1.0.0"), deployment(good, last_good=good)), IMAGES)
-    assert p.status["observedGeneration"] == 7
-    assert {c["observedGeneration"] for c in p.status["conditions"]} == {7}
+    assert p.body["observedGeneration"] == 7
+    assert {c["observedGeneration"] for c in p.body["conditions"]} == {7}
 
 
 def test_quarantine_survives_a_new_status() -> None:
@@ -525,7 +527,7 @@ def test_quarantine_survives_a_new_status() -> None:
     p = plan(observe(app, store("1.0.0", "1.1.0"), deployment(good, last_good=good)), IMAGES)
     assert deployments(p) == []
     assert Reason.ROLLOUT_STARTED not in reasons(p)
-    assert p.status["quarantined"] == q
+    assert p.body["quarantined"] == q
 
 
 # --- no secrets in any output -------------------------------------------------------------------------------
@@ -551,7 +553,7 @@ def test_no_plan_output_carries_a_secret(monkeypatch: pytest.MonkeyPatch) -> Non
     ]
     for p in plans:
         text = orjson.dumps(
-            {"apply": p.apply, "status": p.status, "events": [e.message for e in p.events]}
+            {"apply": p.apply, "status": p.body, "events": [e.message for e in p.events]}
         ).decode()
         assert FAKE_ACCOUNT_KEY not in text
         assert "AccountKey=" not in text

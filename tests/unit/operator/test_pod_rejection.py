@@ -7,9 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from modelapp_operator.gates import POD_WAIT, POD_WAIT_WINDOW, REFUSAL_CHARS, JobState
 from modelapp_operator.names import Reason
-from modelapp_operator.planner import ROLLING_REQUEUE, Plan, plan
+from modelapp_operator.planner import ROLLING_REQUEUE, plan
+from modelapp_operator.snapshot import JobState, Plan
+from modelapp_operator.stages.jobs import POD_WAIT, POD_WAIT_WINDOW, REFUSAL_CHARS
 from unit.operator.conftest import IMAGES, T0, after, cond, deployment, make_app, store
 from unit.operator.test_gates import (
     bhash,
@@ -68,9 +69,9 @@ def test_a_refused_build_pod_is_reported_at_once_with_the_api_servers_words() ->
     assert [e.type for e in p.events if e.reason == Reason.BUILD_POD_REJECTED] == ["Warning"]
     assert history(p)[-1] == Reason.BUILD_POD_REJECTED
     # The namespace is at fault, not the model: nothing is quarantined, the build stays pending.
-    assert p.status["quarantined"] == []
-    assert p.status["pending"]["stage"] == "Building"
-    assert p.status["pending"]["podRejected"] is True
+    assert p.body["quarantined"] == []
+    assert p.body["pending"]["stage"] == "Building"
+    assert p.body["pending"]["podRejected"] is True
     assert p.create == []
     # Nothing serves, so Ready says why.
     assert (cond(p, "Ready")["status"], cond(p, "Ready")["reason"]) == ("False", Reason.BUILD_POD_REJECTED)
@@ -103,7 +104,7 @@ def test_the_build_recovers_when_the_namespace_admits_the_pod() -> None:
     name = build_name("1.0.0")
     p = plan(obs(app, store("1.0.0"), jobs={name: running(name)}, now=T0 + timedelta(seconds=90)), IMAGES)
     assert cond(p, "ImageBuilt")["reason"] == "Building"
-    assert "podRejected" not in p.status["pending"]
+    assert "podRejected" not in p.body["pending"]
     assert p.events == []
     assert p.create == []
     assert cond(p, "Ready")["reason"] == Reason.PROGRESSING
@@ -131,8 +132,8 @@ def test_a_build_that_ran_out_of_time_with_its_pod_refused_is_tried_again_not_qu
     _, app = _refused_build()
     name = build_name("1.0.0")
     p = plan(obs(app, store("1.0.0"), jobs={name: refused(name, expired=True)}), IMAGES)
-    assert p.status["quarantined"] == []
-    assert p.status["attempts"] == {"1.0.0": 1}
+    assert p.body["quarantined"] == []
+    assert p.body["attempts"] == {"1.0.0": 1}
     assert cond(p, "ImageBuilt")["reason"] == Reason.BUILD_POD_REJECTED
     assert "a new one tries again" in cond(p, "ImageBuilt")["message"]
     assert p.events == []  # warned once already
@@ -141,7 +142,7 @@ def test_a_build_that_ran_out_of_time_with_its_pod_refused_is_tried_again_not_qu
     nxt = plan(obs(after(app, p), store("1.0.0"), jobs={name: refused(name, expired=True)}), IMAGES)
     (job,) = nxt.create
     assert job["metadata"]["name"] != name
-    assert nxt.status["pending"]["job"] == job["metadata"]["name"]
+    assert nxt.body["pending"]["job"] == job["metadata"]["name"]
     assert cond(nxt, "ImageBuilt")["reason"] == "Building"
 
 
@@ -163,14 +164,14 @@ def test_a_refused_contract_test_pod_is_reported_and_the_version_is_not_quaranti
     assert (verified["status"], verified["reason"]) == ("False", Reason.VERIFY_POD_REJECTED)
     assert "PodSecurity" in verified["message"]
     assert len(events(p, Reason.VERIFY_POD_REJECTED)) == 1
-    assert p.status["quarantined"] == []
+    assert p.body["quarantined"] == []
     # 1.0.0 still serves: Ready stays True.
     assert cond(p, "Ready")["status"] == "True"
 
     # Out of time: a new contract-test Job, the image is not rebuilt.
     expired = plan(obs(after(app, p), view, dep, jobs={vname: refused(vname, expired=True)}), IMAGES)
-    assert expired.status["quarantined"] == []
-    assert expired.status["images"][bhash("1.1.0")]["verifyRetry"] == 1
+    assert expired.body["quarantined"] == []
+    assert expired.body["images"][bhash("1.1.0")]["verifyRetry"] == 1
     nxt = plan(obs(after(app, expired), view, dep, jobs={vname: refused(vname, expired=True)}), IMAGES)
     (job,) = nxt.create
     assert job["metadata"]["name"] != vname

@@ -39,5 +39,5 @@ def test_pure_module_imports_no_cluster_or_cloud_client(module: str) -> None:
 
 def test_the_probe_can_see_a_forbidden_import() -> None:
     # The controller is the I/O layer: it does import kubernetes_asyncio, so the check above can fail.
-    loaded = _imported("modelapp_operator.controller")
+    loaded = _imported("modelapp_operator.gather")
     assert "kubernetes_asyncio" in loaded

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from modelapp_operator.conditions import Condition, find, merge_conditions, rfc3339
+from modelapp_operator import conditions
+from modelapp_operator.conditions import Condition
 from modelapp_operator.spec import AppSpec, BlobSource, Promotion, VersionPolicy, parse_duration, parse_spec
+from modelapp_operator.status import ConditionStatus, from_api, rfc3339, to_api
 
 pytestmark = pytest.mark.unit
+
+
+def merge_conditions(
+    previous: list[dict[str, Any]], desired: list[Condition], generation: int, now: datetime
+) -> list[dict[str, Any]]:
+    """merge_conditions, in and out as the API spells conditions."""
+    typed = [from_api(ConditionStatus, c) for c in previous]
+    merged: list[dict[str, Any]] = to_api(conditions.merge_conditions(typed, desired, generation, now))
+    return merged
+
+
+def find(conds: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:
+    return next((c for c in conds if c["type"] == type_), None)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,245 @@
+"""Gather: every read one reconcile needs (the ModelApp, its Secret, the store's view, its Deployment,
+Service and Jobs), into one ``Observed`` snapshot. Nothing here writes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from modelapp_operator import builders, kubeapi
+from modelapp_operator.names import (
+    ANN_LAST_GOOD,
+    ANN_SPEC_HASH,
+    GROUP,
+    LABEL_MODELAPP,
+    PLURAL,
+    VERSION,
+    Reason,
+)
+from modelapp_operator.policy import Quarantine, candidates, effective_quarantine
+from modelapp_operator.poller import AppKey, ContainerPoller, Endpoint, PollerRegistry, Subscription
+from modelapp_operator.settings import OperatorSettings
+from modelapp_operator.snapshot import (
+    DeploymentState,
+    JobState,
+    ManifestInfo,
+    Observed,
+    Stalled,
+    StoreView,
+    Waiting,
+)
+from modelapp_operator.spec import AppSpec, parse_spec
+from modelapp_operator.status import ModelAppStatus, parse_status
+from modelapp_operator.store import BlobCredentials, StoreError
+
+# How many candidates' manifests one reconcile reads before it gives up on finding a usable one.
+MANIFEST_TRIES = 5
+TERMINATION_CHARS = 2000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _event_time(event: Any) -> datetime:
+    """When an Event last happened (core/v1 Events fill one of these, depending on who posted them)."""
+    when = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
+    return when if isinstance(when, datetime) else datetime.min.replace(tzinfo=UTC)
+
+
+class Gatherer:
+    """Reads for one reconcile. ``credentials`` is where the store factory finds each endpoint's secrets."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        settings: OperatorSettings,
+        registry: PollerRegistry,
+        credentials: dict[Endpoint, BlobCredentials],
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.settings = settings
+        self.registry = registry
+        self.credentials = credentials
+        self.clock = clock
+
+    async def observe(self, key: AppKey) -> Observed | None:
+        """The snapshot, or None when the ModelApp is gone or going."""
+        try:
+            app: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, key.namespace, PLURAL, key.name
+            )
+        except ApiException as exc:
+            if kubeapi.is_not_found(exc):
+                return None
+            raise
+        if app["metadata"].get("deletionTimestamp"):
+            return None
+        spec = parse_spec(key.name, app.get("spec") or {})
+        status = parse_status(app.get("status"))
+        store, stalled = await self._store(key, spec, status, app["metadata"].get("annotations") or {})
+        deployment, service_exists, jobs = await asyncio.gather(
+            self._deployment(key), self._service_exists(key), self._jobs(key, spec)
+        )
+        return Observed(app, spec, status, store, deployment, service_exists, self.clock(), stalled, jobs)
+
+    async def _store(
+        self, key: AppKey, spec: AppSpec, status: ModelAppStatus, annotations: dict[str, str]
+    ) -> tuple[StoreView, Stalled | None]:
+        endpoint, stalled = await self._endpoint(key, spec)
+        if endpoint is None:
+            return StoreView(None, None), stalled
+        poller = self.registry.subscribe(key, endpoint, Subscription(spec.source.prefix, spec.poll_interval))
+        await poller.first_listing(self.settings.first_listing_timeout)
+        return await self._store_view(key, spec, poller, effective_quarantine(status, annotations)), None
+
+    async def _endpoint(self, key: AppKey, spec: AppSpec) -> tuple[Endpoint | None, Stalled | None]:
+        src = spec.source
+        creds = BlobCredentials()
+        credential = f"default:{src.workload_identity_client_id or ''}"
+        if src.secret_name:
+            try:
+                secret = await self.core.read_namespaced_secret(src.secret_name, key.namespace)
+            except ApiException as exc:
+                if kubeapi.is_not_found(exc):
+                    return None, Stalled(
+                        Reason.SECRET_NOT_FOUND,
+                        f"Secret {src.secret_name} (auth.secretRef) not found in namespace {key.namespace}; "
+                        "create it with one of connectionString, sasToken or accountKey",
+                    )
+                raise
+            data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+            creds = BlobCredentials.from_mapping(data)
+            if not creds.secrets:
+                return None, Stalled(
+                    Reason.SECRET_NOT_FOUND,
+                    f"Secret {src.secret_name} has none of the keys connectionString, sasToken or accountKey",
+                )
+            # A fingerprint, so that a rotated secret gets a fresh client; the secret itself is never kept here.
+            digest = hashlib.sha256("\0".join(creds.secrets).encode()).hexdigest()[:16]
+            credential = f"secret:{key.namespace}/{src.secret_name}:{digest}"
+        endpoint = Endpoint(src.account_url, src.container, credential)
+        self.credentials[endpoint] = creds
+        return endpoint, None
+
+    async def _store_view(
+        self, key: AppKey, spec: AppSpec, poller: ContainerPoller, quarantined: list[Quarantine]
+    ) -> StoreView:
+        """The listing, and the manifests of the policy's candidates, best first, until a usable one."""
+        versions, problem = poller.view(key, spec.source.prefix)
+        if versions is None:
+            return StoreView(None, problem)
+        manifests: dict[str, ManifestInfo] = {}
+        unusable: dict[str, str] = {}
+        for version in candidates(spec.policy, versions, quarantined)[:MANIFEST_TRIES]:
+            try:
+                info = await poller.manifest(spec.source.prefix, version)
+            except StoreError as exc:
+                return StoreView(None, Waiting(Reason.STORE_UNAVAILABLE, f"reading a manifest failed: {exc}"))
+            if isinstance(info, ManifestInfo):
+                manifests[version.version] = info
+                break
+            unusable[version.version] = info
+        return StoreView(versions, None, manifests, unusable)
+
+    async def _deployment(self, key: AppKey) -> DeploymentState | None:
+        try:
+            d = await self.apps.read_namespaced_deployment(key.name, key.namespace)
+        except ApiException as exc:
+            if kubeapi.is_not_found(exc):
+                return None
+            raise
+        raw: dict[str, Any] = self.api.sanitize_for_serialization(d)
+        status = raw.get("status") or {}
+        annotations = raw["metadata"].get("annotations") or {}
+        deadline = any(
+            c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+            for c in status.get("conditions") or []
+        )
+        return DeploymentState(
+            generation=int(raw["metadata"].get("generation", 0)),
+            observed_generation=int(status.get("observedGeneration", 0)),
+            spec_replicas=int(raw["spec"].get("replicas", 1)),
+            replicas=int(status.get("replicas", 0)),
+            updated=int(status.get("updatedReplicas", 0)),
+            available=int(status.get("availableReplicas", 0)),
+            template=raw["spec"]["template"],
+            spec_hash=str(annotations.get(ANN_SPEC_HASH, "")),
+            last_good=builders.parse_last_good(annotations.get(ANN_LAST_GOOD)),
+            deadline_exceeded=deadline,
+        )
+
+    async def _jobs(self, key: AppKey, spec: AppSpec) -> dict[str, JobState]:
+        """This app's build and verify Jobs; finished ones with the tail of their termination message."""
+        if spec.packaging != "Image":
+            return {}
+        jobs = await self.batch.list_namespaced_job(
+            key.namespace, label_selector=f"{LABEL_MODELAPP}={key.name}"
+        )
+        states = [await self._job_state(key.namespace, job) for job in jobs.items]
+        return {s.name: s for s in states}
+
+    async def _job_state(self, namespace: str, job: Any) -> JobState:
+        st = job.status
+        conditions = {c.type: c for c in st.conditions or [] if c.status == "True"}
+        done_ok = "Complete" in conditions or "SuccessCriteriaMet" in conditions
+        failed = "Failed" in conditions or "FailureTarget" in conditions
+        message, reason, rejected = "", "", ""
+        if failed:
+            cond = conditions.get("Failed") or conditions.get("FailureTarget")
+            reason = f"{cond.reason}: {cond.message}" if cond is not None else ""
+        if done_ok or failed:
+            message = await self._termination_message(namespace, job.metadata.name)
+        if not (st.active or st.succeeded or st.failed or done_ok):
+            # Never had a pod: the API server may be refusing them (Pod Security admission, a quota,
+            # a webhook). The Job controller says so only in a FailedCreate event on the Job.
+            rejected = await self._pod_refusal(namespace, job.metadata.uid)
+        return JobState(
+            name=job.metadata.name,
+            active=bool(st.active) and not (done_ok or failed),
+            succeeded=done_ok,
+            failed=failed,
+            message=message,
+            reason=reason,
+            rejected=rejected,
+        )
+
+    async def _pod_refusal(self, namespace: str, job_uid: str) -> str:
+        """The newest FailedCreate event of a Job: the API server's own words for refusing its pods."""
+        events = await self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.uid={job_uid},reason=FailedCreate"
+        )
+        newest = max(events.items, key=_event_time, default=None)
+        return str(newest.message or "")[:TERMINATION_CHARS] if newest is not None else ""
+
+    async def _termination_message(self, namespace: str, job_name: str) -> str:
+        """The newest pod's termination message: Kaniko's digest, or the tail of a failure."""
+        pods = await self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
+        newest = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp)[-1:] if pods.items else []
+        for pod in newest:
+            for cs in pod.status.container_statuses or []:
+                term = cs.state.terminated if cs.state else None
+                if term is not None and term.message:
+                    return str(term.message)[-TERMINATION_CHARS:]
+        return ""
+
+    async def _service_exists(self, key: AppKey) -> bool:
+        try:
+            await self.core.read_namespaced_service(key.name, key.namespace)
+        except ApiException as exc:
+            if kubeapi.is_not_found(exc):
+                return False
+            raise
+        return True
