@@ -13,7 +13,7 @@ from modelapp_operator import handlers  # noqa: F401 - registers the handlers
 from modelapp_operator.settings import get_settings
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modelapp-operator",
         description="Follow model versions in Azure Blob Storage and roll ModelApps to them.",
@@ -47,7 +47,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--log-format", choices=["plain", "json"], default="json", help="log format (default json)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    # Never below these levels, even with -v: the Kubernetes client's DEBUG lines carry response
+    # bodies (Secrets included) and the Azure SDK's carry request details.
+    logging.getLogger("kubernetes_asyncio").setLevel(logging.INFO)
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    if not args.verbose:
+        # kopf logs every handler call at INFO; our own logs say what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     settings = get_settings()
     if args.namespace:
@@ -60,17 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     priority = args.priority
     if priority is None:
         priority = 1 + secrets.randbelow(1 << 16) if args.peering else 0
-    kopf.configure(
-        verbose=args.verbose,
-        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
-    )
-    # Never below these levels, even with -v: the Kubernetes client's DEBUG lines carry response
-    # bodies (Secrets included) and the Azure SDK's carry request details.
-    logging.getLogger("kubernetes_asyncio").setLevel(logging.INFO)
-    logging.getLogger("azure").setLevel(logging.WARNING)
-    if not args.verbose:
-        # kopf logs every handler call at INFO; our own logs say what matters.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    _configure_logging(args)
     kopf.run(
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,

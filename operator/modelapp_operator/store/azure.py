@@ -230,6 +230,42 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def _client_kwargs(opts: StoreOptions, hook: Callable[[Any], None]) -> dict[str, Any]:
+    return {
+        "connection_timeout": opts.connection_timeout,
+        "read_timeout": opts.read_timeout,
+        "retry_policy": ExponentialRetry(
+            initial_backoff=opts.retry_initial_backoff,  # type: ignore[arg-type]
+            increment_base=opts.retry_increment_base,  # type: ignore[arg-type]
+            retry_total=opts.retry_total,
+            random_jitter_range=opts.retry_jitter,  # type: ignore[arg-type]
+        ),
+        "raw_request_hook": hook,
+    }
+
+
+def _credential(
+    account_url: str, creds: BlobCredentials, token_credential: AsyncTokenCredential | None
+) -> tuple[Any, AsyncTokenCredential | None]:
+    """The SDK credential for ``creds`` and, when this store creates one it must close, that one too."""
+    if creds.sas_token:
+        return AzureSasCredential(creds.sas_token.lstrip("?")), None
+    if creds.account_key:
+        name = creds.account_name or account_name_from_url(account_url)
+        if not name:
+            raise StoreConfigError(f"no account name in {account_url!r}; set accountName")
+        return AzureNamedKeyCredential(name, creds.account_key), None
+    if token_credential is not None:
+        return token_credential, None
+    from azure.identity.aio import DefaultAzureCredential
+
+    ids = {}
+    if creds.client_id:
+        ids = {"workload_identity_client_id": creds.client_id, "managed_identity_client_id": creds.client_id}
+    owned = DefaultAzureCredential(**ids)
+    return owned, owned
+
+
 def store_from_credentials(
     account_url: str | None,
     container: str,
@@ -249,17 +285,7 @@ def store_from_credentials(
     def hook(request: Any) -> None:
         store_holder[0].count_request(request)
 
-    client_kwargs: dict[str, Any] = {
-        "connection_timeout": opts.connection_timeout,
-        "read_timeout": opts.read_timeout,
-        "retry_policy": ExponentialRetry(
-            initial_backoff=opts.retry_initial_backoff,  # type: ignore[arg-type]
-            increment_base=opts.retry_increment_base,  # type: ignore[arg-type]
-            retry_total=opts.retry_total,
-            random_jitter_range=opts.retry_jitter,  # type: ignore[arg-type]
-        ),
-        "raw_request_hook": hook,
-    }
+    client_kwargs = _client_kwargs(opts, hook)
     owned: AsyncTokenCredential | None = None
     try:
         if creds.connection_string:
@@ -267,26 +293,7 @@ def store_from_credentials(
         else:
             if not account_url:
                 raise StoreConfigError("an account URL is required unless a connection string is given")
-            credential: Any
-            if creds.sas_token:
-                credential = AzureSasCredential(creds.sas_token.lstrip("?"))
-            elif creds.account_key:
-                name = creds.account_name or account_name_from_url(account_url)
-                if not name:
-                    raise StoreConfigError(f"no account name in {account_url!r}; set accountName")
-                credential = AzureNamedKeyCredential(name, creds.account_key)
-            elif token_credential is not None:
-                credential = token_credential
-            else:
-                from azure.identity.aio import DefaultAzureCredential
-
-                ids = {}
-                if creds.client_id:
-                    ids = {
-                        "workload_identity_client_id": creds.client_id,
-                        "managed_identity_client_id": creds.client_id,
-                    }
-                owned = credential = DefaultAzureCredential(**ids)
+            credential, owned = _credential(account_url, creds, token_credential)
             service = BlobServiceClient(account_url, credential=credential, **client_kwargs)
     except StoreConfigError:
         raise
