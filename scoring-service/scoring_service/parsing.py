@@ -153,7 +153,8 @@ def input_spec(
 def tensor_header(item: dict[str, Any], where: str) -> tuple[str, list[int]]:
     """The tensor's datatype (one the protocol knows) and shape (non-negative ints)."""
     datatype = item.get("datatype")
-    if datatype not in KNOWN_DATATYPES:
+    # The type check first: a list or object is unhashable, and `in` a frozenset would raise (a 500).
+    if type(datatype) is not str or datatype not in KNOWN_DATATYPES:
         raise BadRequest(f"{where}: unknown datatype {datatype!r}")
     return datatype, check_shape(item.get("shape"), where)
 

@@ -168,6 +168,8 @@ BAD: list[tuple[str, bytes, int | None, str]] = [
     ("name not a string", doc({**X, "name": 5}), None, "inputs[0]: unknown input 5; the model takes ['x']"),
     ("input twice", doc(X, X), None, "input 'x' is given twice"),
     ("unknown datatype", doc({**X, "datatype": "NOPE"}), None, "input 'x': unknown datatype 'NOPE'"),
+    ("datatype a list", doc({**X, "datatype": ["FP32"]}), None, "input 'x': unknown datatype ['FP32']"),
+    ("datatype an object", doc({**X, "datatype": {}}), None, "input 'x': unknown datatype {}"),
     (
         "no datatype",
         doc({k: v for k, v in X.items() if k != "datatype"}),
