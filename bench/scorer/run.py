@@ -92,7 +92,7 @@ def prepare_models() -> tuple[Path, Path, Path]:
     from scoring_service.bundle import write_manifest
 
     diabetes = load_example("diabetes")
-    model, _, _, metrics = diabetes.train()
+    model, _, _, metrics = diabetes.train(0.5)  # alpha 0.5, the example's default
     bundle = WORK / "models" / "diabetes"
     shutil.rmtree(bundle, ignore_errors=True)
     bundle.mkdir(parents=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
@@ -12,18 +14,18 @@ import numpy.typing as npt
 import orjson
 
 from scoring_service import __version__
-from scoring_service.codecs import (
-    KNOWN_DATATYPES,
-    binary_data,
-    check_shape,
-    coerce_array,
-    decode_base64,
-    decode_binary_tensor,
-    decode_json_tensor,
-    json_data,
-)
+from scoring_service.codecs import binary_data, coerce_array, decode_base64, decode_json_tensor, json_data
 from scoring_service.errors import BadRequest, ScoringError
 from scoring_service.metrics import Metrics
+from scoring_service.parsing import (
+    NO_IMAGES,
+    ImageDecoder,
+    InferRequest,
+    as_text,
+    image_bytes,
+    load_json,
+    parse_infer,
+)
 from scoring_service.preprocess import images_to_tensor
 from scoring_service.repository import ModelRepository, ServedModel
 from scoring_service.runtime import OnnxModel
@@ -110,135 +112,19 @@ class DataPlane:
         try:
             served = self.repo.get(name, version)
             model = served.require()
-            feeds, count, outputs, binary_out, request_id = self._parse_infer(
-                served, model, body, header_length
-            )
-            results = await self._run(served, model, feeds, count, outputs)
-            reply = self._infer_reply(served, outputs, results, binary_out, request_id)
+            request = parse_infer(model, body, header_length, self._image_inputs(served))
+            results = await self._run(served, model, request.feeds, request.count, request.outputs)
+            reply = self._infer_reply(served, request, results)
         except ScoringError as exc:
             self._observe(served, "infer", exc.status_code, start)
             raise
         self._observe(served, "infer", 200, start)
         return reply
 
-    def _parse_infer(
-        self, served: ServedModel, model: OnnxModel, body: bytes, header_length: int | None
-    ) -> tuple[dict[str, npt.NDArray[Any]], int, list[str], set[str], Any]:
-        if header_length is None:
-            header, binary = body, None
-        else:
-            if header_length > len(body):
-                raise BadRequest(
-                    f"Inference-Header-Content-Length {header_length} exceeds the body ({len(body)})"
-                )
-            header, binary = body[:header_length], memoryview(body)[header_length:]
-        try:
-            request = orjson.loads(header)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"request is not valid JSON: {exc}") from None
-        if type(request) is not dict:
-            raise BadRequest("request must be a JSON object")
-        inputs = request.get("inputs")
-        if type(inputs) is not list or not inputs:
-            raise BadRequest("'inputs' must be a non-empty list")
-
-        feeds: dict[str, npt.NDArray[Any]] = {}
-        offset = 0
-        count = 0
-        for i, item in enumerate(inputs):
-            if type(item) is not dict:
-                raise BadRequest(f"inputs[{i}] must be an object")
-            in_name = item.get("name")
-            spec = model.input_by_name.get(in_name) if type(in_name) is str else None
-            if spec is None or type(in_name) is not str:
-                raise BadRequest(
-                    f"inputs[{i}]: unknown input {in_name!r}; the model takes {list(model.input_by_name)}"
-                )
-            where = f"input {in_name!r}"
-            if in_name in feeds:
-                raise BadRequest(f"{where} is given twice")
-            datatype = item.get("datatype")
-            if datatype not in KNOWN_DATATYPES:
-                raise BadRequest(f"{where}: unknown datatype {datatype!r}")
-            shape = check_shape(item.get("shape"), where)
-            raw: memoryview | None = None
-            params = item.get("parameters")
-            if params is not None:
-                if type(params) is not dict:
-                    raise BadRequest(f"{where}: 'parameters' must be an object")
-                size = params.get("binary_data_size")
-                if size is not None:
-                    if binary is None:
-                        raise BadRequest(f"{where}: binary_data_size without Inference-Header-Content-Length")
-                    if type(size) is not int or size < 0 or offset + size > len(binary):
-                        raise BadRequest(f"{where}: binary_data_size {size!r} exceeds the binary data")
-                    raw = binary[offset : offset + size]
-                    offset += size
-            if raw is None and "data" not in item:
-                raise BadRequest(f"{where}: needs 'data' or parameters.binary_data_size")
-
-            if datatype == "BYTES" and served.image_input == in_name:
-                arr = self._images(served, shape, item.get("data"), raw, where)
-            else:
-                if datatype != spec.datatype:
-                    raise BadRequest(
-                        f"{where}: datatype {datatype} does not match the model's {spec.datatype}"
-                    )
-                if not spec.accepts_shape(shape):
-                    raise BadRequest(f"{where}: shape {shape} does not match the model's {list(spec.shape)}")
-                if raw is not None:
-                    arr = decode_binary_tensor(datatype, shape, raw, where)
-                else:
-                    arr = decode_json_tensor(datatype, shape, item["data"], where)
-                if datatype == "BYTES":
-                    arr = _as_text(arr, where)
-            feeds[in_name] = arr
-            count += arr.size
-        if len(feeds) != len(model.inputs):
-            missing = [n for n in model.input_by_name if n not in feeds]
-            raise BadRequest(f"missing inputs {missing}")
-        if binary is not None and offset != len(binary):
-            raise BadRequest(f"{len(binary) - offset} bytes of binary data are not claimed by any input")
-
-        params = request.get("parameters")
-        if params is not None and type(params) is not dict:
-            raise BadRequest("'parameters' must be an object")
-        binary_all = params is not None and params.get("binary_data_output") is True
-        outputs, binary_out = self._requested_outputs(model, request.get("outputs"), binary_all)
-        request_id = request.get("id")
-        if request_id is not None and type(request_id) is not str:
-            raise BadRequest("'id' must be a string")
-        return feeds, count, outputs, binary_out, request_id
-
-    def _requested_outputs(
-        self, model: OnnxModel, requested: Any, binary_all: bool
-    ) -> tuple[list[str], set[str]]:
-        if requested is None:
-            names = model.output_names
-            return names, set(names) if binary_all else set()
-        if type(requested) is not list:
-            raise BadRequest("'outputs' must be a list")
-        names, binary = [], set()
-        for i, out in enumerate(requested):
-            if type(out) is not dict or type(out.get("name")) is not str:
-                raise BadRequest(f"outputs[{i}] must be an object with a 'name'")
-            out_name = out["name"]
-            if out_name not in model.output_by_name:
-                raise BadRequest(
-                    f"outputs[{i}]: unknown output {out_name!r}; the model has {model.output_names}"
-                )
-            if out_name in names:
-                raise BadRequest(f"outputs[{i}]: output {out_name!r} requested twice")
-            params = out.get("parameters")
-            if params is not None and type(params) is not dict:
-                raise BadRequest(f"outputs[{i}]: 'parameters' must be an object")
-            flag = params.get("binary_data") if params else None
-            if flag is True or (flag is None and binary_all):
-                binary.add(out_name)
-            names.append(out_name)
-        if not names:
-            raise BadRequest("'outputs' must not be empty")
-        return names, binary
+    def _image_inputs(self, served: ServedModel) -> Mapping[str, ImageDecoder]:
+        if served.image_input is None:
+            return NO_IMAGES
+        return {served.image_input: partial(self._images, served)}
 
     def _images(
         self, served: ServedModel, shape: list[int], data: Any, raw: memoryview | None, where: str
@@ -246,13 +132,7 @@ class DataPlane:
         assert served.preprocess is not None
         assert served.model is not None
         assert served.image_input is not None
-        if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
-            raise BadRequest(f"{where}: images must be sent as a BYTES tensor of shape [N] or [N, 1]")
-        if raw is not None:
-            items = list(decode_binary_tensor("BYTES", shape, raw, where).reshape(-1))
-        else:
-            texts = decode_json_tensor("BYTES", shape, data, where).reshape(-1)
-            items = [decode_base64(t, f"{where}[{i}]") for i, t in enumerate(texts)]
+        items = image_bytes(shape, data, raw, where)
         target = served.model.input_by_name[served.image_input]
         return images_to_tensor(items, served.preprocess, target, self.settings.max_image_pixels, where)
 
@@ -278,24 +158,19 @@ class DataPlane:
         return results
 
     def _infer_reply(
-        self,
-        served: ServedModel,
-        names: list[str],
-        results: list[npt.NDArray[Any]],
-        binary_out: set[str],
-        request_id: Any,
+        self, served: ServedModel, request: InferRequest, results: list[npt.NDArray[Any]]
     ) -> Reply:
         model = served.model
         assert model is not None
         out: list[dict[str, Any]] = []
         chunks: list[bytes] = []
-        for out_name, arr in zip(names, results, strict=True):
+        for out_name, arr in zip(request.outputs, results, strict=True):
             tensor: dict[str, Any] = {
                 "name": out_name,
                 "datatype": model.output_by_name[out_name].datatype,
                 "shape": list(arr.shape),
             }
-            if out_name in binary_out:
+            if out_name in request.binary_outputs:
                 chunk = binary_data(arr)
                 tensor["parameters"] = {"binary_data_size": len(chunk)}
                 chunks.append(chunk)
@@ -307,8 +182,8 @@ class DataPlane:
             "model_version": served.version,
             "outputs": out,
         }
-        if request_id is not None:
-            response["id"] = request_id
+        if request.request_id is not None:
+            response["id"] = request.request_id
         header = dumps(response)
         if not chunks:
             return Reply(200, header)
@@ -322,10 +197,7 @@ class DataPlane:
         try:
             served = self.repo.default()
             model = served.require()
-            try:
-                request = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise BadRequest(f"request is not valid JSON: {exc}") from None
+            request = load_json(body)
             if type(request) is not dict or not ("data" in request or "input" in request):
                 raise BadRequest('request must be {"data": [[...]]} or {"input": ...}')
             payload = request["data"] if "data" in request else request["input"]
@@ -356,7 +228,7 @@ class DataPlane:
             arr = decode_json_tensor(
                 "BYTES", [len(payload)] if isinstance(payload, list) else [1], payload, "data"
             )
-            arr = _as_text(arr, "data")
+            arr = as_text(arr, "data")
         else:
             arr = coerce_array(spec.datatype, payload, "data")
         if arr.ndim == len(spec.shape) - 1:
@@ -401,15 +273,3 @@ def _is_images(payload: Any) -> bool:
     return isinstance(payload, str) or (
         isinstance(payload, list) and bool(payload) and all(isinstance(p, str) for p in payload)
     )
-
-
-def _as_text(arr: npt.NDArray[Any], where: str) -> npt.NDArray[Any]:
-    """onnxruntime string tensors take `str`; binary BYTES arrive as `bytes`."""
-    flat = arr.reshape(-1)
-    for i, item in enumerate(flat):
-        if isinstance(item, bytes):
-            try:
-                flat[i] = item.decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadRequest(f"{where}: element {i} is not UTF-8 text") from None
-    return arr
