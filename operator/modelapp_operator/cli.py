@@ -14,10 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from modelapp_operator.bundle import (
+from modelapp_bundle import (
     DOCKERIGNORE,
     BundleError,
     Manifest,
@@ -25,6 +22,9 @@ from modelapp_operator.bundle import (
     render_dockerfile,
     validate_segment,
 )
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from modelapp_operator.store import (
     AzureBlobStore,
     BlobCredentials,

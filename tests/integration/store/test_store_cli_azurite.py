@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import ContainerClient
-from modelapp_operator.bundle import Manifest
+from modelapp_bundle import Manifest
 from testbed import Azurite
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from modelapp_bundle import manifest_for_directory
 from modelapp_operator import cli
-from modelapp_operator.bundle import manifest_for_directory
 from modelapp_operator.cli import CliSettings, main
 from modelapp_operator.store import InMemoryStore
 
