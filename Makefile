@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(CURDIR)/.local/bin
 export PATH := $(BIN):$(PATH)
-PACKAGES := operator/modelapp_operator scoring-service/scoring_service
+PACKAGES := bundle/modelapp_bundle operator/modelapp_operator scoring-service/scoring_service
 PYTEST_ARGS ?=
 
 .PHONY: help

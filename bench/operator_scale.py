@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from modelapp_operator.bundle import manifest_for_directory  # noqa: E402
+from modelapp_bundle import manifest_for_directory  # noqa: E402
 from modelapp_operator.store import BlobCredentials, store_from_credentials  # noqa: E402
 from operator_kit import on_kwok  # noqa: E402
 from testbed import KUBECONFIG, Azurite, cluster, kubectl  # noqa: E402

@@ -1,4 +1,4 @@
-"""Shared helpers for the example `train.py` scripts (bundle writing lives in scoring_service.bundle)."""
+"""Shared helpers for the example `train.py` scripts (bundle writing lives in modelapp_bundle)."""
 
 from __future__ import annotations
 

@@ -89,7 +89,7 @@ def load_example(name: str) -> Any:
 def prepare_models() -> tuple[Path, Path, Path]:
     """diabetes bundle (ONNX) + the same trained model as joblib for MLServer + a 224x224 image model."""
     import joblib
-    from scoring_service.bundle import write_manifest
+    from modelapp_bundle import write_manifest
 
     diabetes = load_example("diabetes")
     model, _, _, metrics = diabetes.train(0.5)  # alpha 0.5, the example's default

@@ -22,7 +22,7 @@ from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import SEED, TARGET_OPSET, created_time, fresh_dir, parse_args, write_json
-from scoring_service.bundle import write_manifest
+from modelapp_bundle import write_manifest
 
 NAME = "diabetes"
 N_FEATURES = 10
@@ -100,7 +100,7 @@ def main() -> None:
     manifest = write_manifest(
         out, NAME, args.version, metrics=metrics, contract="contract.json", created=created_time()
     )
-    print(f"wrote {out} ({NAME} {args.version}, r2={metrics['r2']:.4f}, sha256={manifest['sha256'][:12]})")
+    print(f"wrote {out} ({NAME} {args.version}, r2={metrics['r2']:.4f}, sha256={manifest.short_sha})")
 
 
 if __name__ == "__main__":

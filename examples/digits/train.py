@@ -26,7 +26,7 @@ from sklearn.model_selection import train_test_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import SEED, TARGET_OPSET, created_time, fresh_dir, parse_args, write_json
-from scoring_service.bundle import write_manifest
+from modelapp_bundle import write_manifest
 
 NAME = "digits"
 SIDE = 8
@@ -152,7 +152,7 @@ def main() -> None:
         created=created_time(),
     )
     print(
-        f"wrote {out} ({NAME} {args.version}, accuracy={metrics['accuracy']:.4f}, sha256={manifest['sha256'][:12]})"
+        f"wrote {out} ({NAME} {args.version}, accuracy={metrics['accuracy']:.4f}, sha256={manifest.short_sha})"
     )
 
 

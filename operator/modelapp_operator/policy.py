@@ -5,45 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import total_ordering
+
+from modelapp_bundle.versions import SemVer
 
 from modelapp_operator.names import ANN_QUARANTINE, ANN_REJECT, ANN_UNQUARANTINE, Reason
 from modelapp_operator.snapshot import Published
 from modelapp_operator.spec import Promotion, VersionPolicy
 from modelapp_operator.status import ModelAppStatus
 
-_SEMVER = re.compile(
-    r"^v?(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?(?:\.(0|[1-9]\d*))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$"
-)
 _COMPARATOR = re.compile(r"^(>=|<=|>|<|=|\^|~)?\s*v?([0-9xX*]+(?:\.[0-9xX*]+){0,2}(?:-[0-9A-Za-z.-]+)?)$")
-
-
-@total_ordering
-@dataclass(frozen=True)
-class SemVer:
-    major: int
-    minor: int
-    patch: int
-    pre: tuple[int | str, ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> SemVer | None:
-        """``1``, ``1.2``, ``v1.2.3`` and ``1.2.3-rc.1`` parse (missing parts are 0); others give None."""
-        m = _SEMVER.match(text.strip())
-        if not m:
-            return None
-        pre = tuple(int(p) if p.isdigit() else p for p in m.group(4).split(".")) if m.group(4) else ()
-        return cls(int(m.group(1)), int(m.group(2) or 0), int(m.group(3) or 0), pre)
-
-    def _key(self) -> tuple[int, int, int, int, tuple[tuple[int, int | str], ...]]:
-        # A release sorts after its pre-releases; numeric identifiers sort before alphanumeric ones.
-        pre = tuple((0, p) if isinstance(p, int) else (1, p) for p in self.pre)
-        return (self.major, self.minor, self.patch, 0 if self.pre else 1, pre)
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, SemVer):
-            return NotImplemented
-        return self._key() < other._key()
 
 
 Predicate = Callable[[SemVer], bool]

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from modelapp_bundle import Preprocess
 from PIL import Image
 
-from scoring_service.bundle import Preprocess
 from scoring_service.errors import BadRequest
 from scoring_service.runtime import TensorSpec
 
@@ -73,10 +73,7 @@ def validate_spec(spec: Preprocess, target: TensorSpec) -> None:
     """Load-time check that the preprocess block can feed `target` at all."""
     if target.datatype not in ("FP32", "FP64", "FP16"):
         raise ValueError(f"preprocess feeds input {target.name!r} of type {target.datatype}; need a float")
-    channels = spec.channels
-    for name, values in (("mean", spec.mean), ("std", spec.std)):
-        if len(values) not in (1, channels):
-            raise ValueError(f"preprocess.{name} needs 1 or {channels} values")
+    channels = spec.channels  # Preprocess itself checked that mean and std have 1 or `channels` values
     height, width = spec.size
     if len(target.shape) == 2:
         expected: tuple[int, ...] = (-1, channels * height * width)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scoring_service.bundle import (
+from modelapp_bundle import (
     MODEL_FILE,
     Bundle,
     BundleError,
     Preprocess,
     discover,
+    newest_first,
     read_bundle,
-    verify,
+    sha256_bytes,
+    verify_bundle,
 )
+
 from scoring_service.errors import ModelNotReady, NotFound
 from scoring_service.metrics import Metrics
 from scoring_service.preprocess import validate_spec
@@ -55,11 +56,6 @@ class ServedModel:
         return self.model
 
 
-def version_key(version: str) -> tuple[Any, ...]:
-    """Order versions naturally: 1.10 after 1.9, numbers before text ("2" < "2a")."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.\-+_]", version))
-
-
 class ModelRepository:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
@@ -84,7 +80,7 @@ class ModelRepository:
         for path in paths:
             self._add(self._load_one(path))
         for name, versions in self.models.items():
-            self.latest[name] = versions[max(versions, key=version_key)]
+            self.latest[name] = versions[newest_first(versions)[0]]
         self.loaded = True
 
     def _fail_global(self, reason: str) -> None:
@@ -110,11 +106,11 @@ class ModelRepository:
             bundle = read_bundle(path)
             name, version = bundle.name, bundle.version
             served = ServedModel(name=name, version=version, path=path, bundle=bundle)
-            verify(bundle)
+            verify_bundle(bundle)
             model_bytes = bundle.model_path.read_bytes()
             if bundle.manifest is not None:
                 # Hash the very bytes handed to onnxruntime: the file could change after verify().
-                digest = hashlib.sha256(model_bytes).hexdigest()
+                digest = sha256_bytes(model_bytes)
                 if digest != bundle.manifest.files[MODEL_FILE].sha256:
                     raise BundleError(f"{path}: {MODEL_FILE} changed while loading (sha256 {digest})")
             try:

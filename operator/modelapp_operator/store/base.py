@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import hashlib
 import os
 import shutil
 import tempfile
@@ -15,7 +14,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from modelapp_operator.bundle import MANIFEST_FILE, ChecksumMismatch, Manifest, ManifestError, verify_files
+from modelapp_bundle import (
+    MANIFEST_FILE,
+    ChecksumMismatch,
+    Manifest,
+    ManifestError,
+    Sha256Stream,
+    check_entry,
+    verify_files,
+)
+
 from modelapp_operator.store.errors import ManifestInvalid, VersionExists, VersionNotFound
 from modelapp_operator.store.model import (
     BlobInfo,
@@ -139,22 +147,20 @@ class BlobModelStore(abc.ABC):
         for path, entry in sorted(manifest.files.items()):
             dest = out_dir / path
             dest.parent.mkdir(parents=True, exist_ok=True)
-            digest = hashlib.sha256()
-            size = 0
+            stream = Sha256Stream()
             try:
                 with dest.open("wb") as fh:
                     async for chunk in self._stream(base + path):
-                        digest.update(chunk)
-                        size += len(chunk)
+                        stream.update(chunk)
                         fh.write(chunk)
+                check_entry(path, entry, stream.entry())
             except BlobMissing:
                 dest.unlink(missing_ok=True)
                 raise ChecksumMismatch(path, entry.sha256, "missing") from None
-            actual = digest.hexdigest()
-            if actual != entry.sha256 or size != entry.size:
+            except ChecksumMismatch:
                 # A file that failed verification must never be mistaken for a good one later.
                 dest.unlink(missing_ok=True)
-                raise ChecksumMismatch(path, entry.sha256, actual)
+                raise
         (out_dir / MANIFEST_FILE).write_bytes(manifest.to_json())
         return manifest
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelapp_operator.bundle import ChecksumMismatch, ManifestError
+from modelapp_bundle import ChecksumMismatch, ManifestError
 
 
 class StoreError(Exception):

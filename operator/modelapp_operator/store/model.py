@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from modelapp_operator.bundle import MANIFEST_FILE, Manifest
+from modelapp_bundle import MANIFEST_FILE, Manifest
 
 _MANIFEST_SUFFIX = "/" + MANIFEST_FILE
 

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from azure.storage.blob import BlobServiceClient
 from integration.node.conftest import operator_env
+from modelapp_bundle import write_manifest
 from operator_kit import (
     OperatorProcess,
     apply,
@@ -49,7 +50,6 @@ from realnode import (
     predictions,
     registry_digest,
 )
-from scoring_service.bundle import write_manifest
 from testbed import Azurite, kubectl, wait_until
 
 # Real builds: a cold first build pulls and unpacks the scorer base in Kaniko.

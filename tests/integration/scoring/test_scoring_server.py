@@ -53,7 +53,7 @@ def test_corrupt_bundle_makes_the_server_not_ready(
     server = start_server(bundle, wait_ready=False)
     ready = httpx.get(server.url + "/v2/health/ready")
     assert ready.status_code == 503
-    assert "model.onnx sha256" in ready.json()["reasons"][0]
+    assert "checksum mismatch for model.onnx: expected sha256" in ready.json()["reasons"][0]
     infer = httpx.post(server.url + "/v2/models/diabetes/infer", json={"inputs": []})
     assert infer.status_code == 503
     errors = [orjson.loads(line) for line in server.log().splitlines() if line.startswith("{")]

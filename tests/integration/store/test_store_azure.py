@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import ContainerClient, ContainerSasPermissions, generate_container_sas
-from modelapp_operator.bundle import ChecksumMismatch, Manifest, manifest_for_directory
+from modelapp_bundle import ChecksumMismatch, Manifest, manifest_for_directory
 from modelapp_operator.store import (
     AzureBlobStore,
     BlobCredentials,

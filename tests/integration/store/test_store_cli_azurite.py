@@ -11,10 +11,24 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from azure.storage.blob import ContainerClient
-from modelapp_operator.bundle import Manifest
+from fastapi.testclient import TestClient
+from modelapp_bundle import Manifest, Preprocess, write_manifest
+from scoring_service.app import create_app
+from scoring_service.metrics import Metrics
+from scoring_service.repository import ModelRepository
+from scoring_service.settings import Settings
 from testbed import Azurite
+from unit.scoring.scoring_models import (
+    CLASSIFIER_LABELS,
+    CLASSIFIER_PREPROCESS,
+    b64,
+    classifier_model,
+    png,
+    save,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -82,6 +96,49 @@ def test_publish_versions_fetch_round_trip(
     assert manifest.labels == ["no", "yes"]
     assert manifest.contract == "contract.json"
     assert sorted(p.name for p in out.parent.iterdir()) == ["diabetes"]
+
+
+def test_published_then_fetched_bundle_is_served_by_the_scorer(env: dict[str, str], tmp_path: Path) -> None:
+    source = save(classifier_model(), tmp_path / "src")
+    template = {"labels": CLASSIFIER_LABELS, "preprocess": CLASSIFIER_PREPROCESS, "metrics": {"accuracy": 1}}
+    (source / "modelapp.json").write_bytes(orjson.dumps(template))
+    published = run("publish", str(source), "--name", "classifier", "--version", "1.0.0", env=env)
+    assert published.returncode == 0, published.stderr
+    out = tmp_path / "models" / "classifier"
+    fetched = run("fetch", "--version", "1.0.0", "--out", str(out), env=env)
+    assert fetched.returncode == 0, fetched.stderr
+
+    with TestClient(create_app(Settings(model_dir=tmp_path / "models"))) as scorer:
+        assert scorer.get("/v2/health/ready").status_code == 200
+        version = scorer.get("/version").json()
+        assert (version["model_name"], version["model_version"]) == ("classifier", "1.0.0")
+        top_right = png([[0, 255], [0, 0]])
+        answer = scorer.post("/score", json={"input": b64(top_right), "top_k": 1})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["result"][0][0]["label"] == "top-right"
+    manifest = Manifest.parse((out / "modelapp.json").read_bytes())
+    assert manifest.preprocess == Preprocess.model_validate(CLASSIFIER_PREPROCESS)
+    assert manifest.labels == CLASSIFIER_LABELS
+
+
+def test_publish_refuses_a_manifest_the_scorer_refuses_with_its_message(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    source = save(classifier_model(), tmp_path / "classifier")
+    write_manifest(source, "classifier", "1.0.0", labels=CLASSIFIER_LABELS, preprocess=CLASSIFIER_PREPROCESS)
+    raw = orjson.loads((source / "modelapp.json").read_bytes())
+    raw["preprocess"]["layout"] = "CHW"  # the digest covers the files only: still a consistent manifest
+    (source / "modelapp.json").write_bytes(orjson.dumps(raw))
+    repository = ModelRepository(Settings(model_dir=source), Metrics())
+    repository.load_all()
+    [refusal] = repository.errors
+    said = refusal.removeprefix(f"{source / 'modelapp.json'}: ")
+    assert said.startswith("invalid manifest: preprocess.layout")
+
+    refused = run("publish", str(source), "--version", "1.0.0", env=env)
+    assert refused.returncode == 1
+    assert refused.stderr == f"error: {said}\n"
+    assert json.loads(run("versions", "--json", env=env).stdout) == []
 
 
 def test_fetch_writes_a_build_context(env: dict[str, str], bundle_dir: Path, tmp_path: Path) -> None:

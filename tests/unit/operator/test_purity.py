@@ -55,6 +55,20 @@ def test_pure_module_imports_no_cluster_or_cloud_client(module: str) -> None:
     assert leaked == [], f"modelapp_operator.{module} imports {leaked}"
 
 
+# The bundle package goes into the scorer image too, which installs only the scorer extra.
+BUNDLE_MAY_IMPORT = {"modelapp_bundle", "pydantic", "pydantic_core", "annotated_types", "typing_extensions",
+                     "typing_inspection", "orjson"}  # fmt: skip
+
+
+def test_bundle_package_imports_only_pydantic_orjson_and_the_stdlib() -> None:
+    loaded = {m.split(".")[0] for m in _imported("modelapp_bundle")}
+    assert "modelapp_bundle" in loaded
+    assert not loaded & {"kopf", "kubernetes", "kubernetes_asyncio", "azure", "fastapi", "onnxruntime"}
+    # Underscored names are the interpreter's own (__main__, _sysconfigdata_*).
+    third_party = {m for m in loaded - sys.stdlib_module_names if not m.startswith("_")}
+    assert third_party - BUNDLE_MAY_IMPORT == set()
+
+
 def test_the_probe_can_see_a_forbidden_import() -> None:
     # gather is the I/O layer: it does import kubernetes_asyncio, so the check above can fail.
     loaded = _imported("modelapp_operator.gather")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from modelapp_bundle import write_manifest
 from scoring_service.app import create_app
-from scoring_service.bundle import write_manifest
 from scoring_service.settings import Settings
 from unit.scoring.scoring_models import (
     CLASSIFIER_LABELS,

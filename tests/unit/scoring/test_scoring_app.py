@@ -407,7 +407,7 @@ def test_corrupt_model_is_never_served(model_dir: Path, make_client: Callable[..
 
     ready = client.get("/v2/health/ready")
     assert ready.status_code == 503
-    assert any("model.onnx sha256" in r for r in ready.json()["reasons"])
+    assert any("checksum mismatch for model.onnx: expected sha256" in r for r in ready.json()["reasons"])
     model_ready = client.get("/v2/models/linear/versions/2/ready")
     assert model_ready.status_code == 503
     assert "sha256" in model_ready.json()["reason"]

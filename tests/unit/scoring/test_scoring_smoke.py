@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from modelapp_bundle import write_manifest
 from scoring_service import cli
-from scoring_service.bundle import write_manifest
 from scoring_service.contract import Sample, Tolerance, compare
 from unit.scoring.scoring_models import LINEAR_B, LINEAR_W, linear_model, save
 
@@ -91,7 +91,7 @@ def test_smoke_fails_when_the_model_does_not_load(tmp_path: Path, capsys: pytest
     assert cli.main(["smoke", "--model-dir", str(path)]) == 1
     out = capsys.readouterr().out
     assert "FAIL server ready" in out
-    assert "model.onnx size" in out
+    assert "checksum mismatch for model.onnx" in out
 
 
 def response(outputs: list[dict[str, Any]], **extra: Any) -> bytes:

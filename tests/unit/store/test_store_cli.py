@@ -1,15 +1,16 @@
-"""The modelapp CLI without a store: parsing, settings, credential resolution and the subcommand registry."""
+"""The modelapp CLI without a store: parsing, settings, credential resolution and the explicit command list."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from modelapp_operator import cli
 from modelapp_operator.cli import CliSettings, build_parser, main, resolve_credentials
+from modelapp_operator.cli.command import Command
+from modelapp_operator.cli.store_commands import format_versions_table
 
 pytestmark = pytest.mark.unit
 
@@ -185,38 +186,44 @@ def test_dockerfile_needs_a_base_image(capsys: pytest.CaptureFixture[str]) -> No
     assert "--base-image" in capsys.readouterr().err
 
 
-@pytest.fixture
-def scratch_command() -> Iterator[list[argparse.Namespace]]:
-    seen: list[argparse.Namespace] = []
-
+def scratch_command(seen: list[argparse.Namespace]) -> Command:
     def arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("name")
 
-    @cli.subcommand("scratch-test", help="test only", arguments=arguments)
     def run(args: argparse.Namespace, settings: CliSettings) -> int:
         seen.append(args)
         return 7
 
-    yield seen
-    del cli.SUBCOMMANDS["scratch-test"]
+    return Command("scratch-test", help="test only", arguments=arguments, run=run)
 
 
-def test_subcommands_register_with_a_decorator(scratch_command: list[argparse.Namespace]) -> None:
-    assert main(["scratch-test", "diabetes"], settings=CliSettings()) == 7
-    assert scratch_command[0].name == "diabetes"
-    with pytest.raises(RuntimeError, match="registered twice"):
-        cli.subcommand("scratch-test", help="again", arguments=lambda p: None)(lambda a, s: 0)
+def test_the_parser_has_the_listed_commands_in_order(capsys: pytest.CaptureFixture[str]) -> None:
+    names = ["publish", "versions", "fetch", "approve", "reject", "rollback", "unquarantine"]
+    assert [c.name for c in cli.COMMANDS] == names
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    listed = [line.split()[0] for line in lines if line.startswith("    ") and line[4] != " "]
+    assert listed == names
 
 
-def test_async_subcommands_are_awaited() -> None:
+def test_main_runs_the_command_it_is_given() -> None:
+    seen: list[argparse.Namespace] = []
+    scratch = scratch_command(seen)
+    assert main(["scratch-test", "diabetes"], settings=CliSettings(), commands=[*cli.COMMANDS, scratch]) == 7
+    assert seen[0].name == "diabetes"
+    with pytest.raises(ValueError, match="listed twice"):
+        build_parser([scratch, scratch])
+    with pytest.raises(SystemExit):
+        main(["scratch-test", "diabetes"], settings=CliSettings())  # not in the default list
+
+
+def test_async_commands_are_awaited() -> None:
     async def run(args: argparse.Namespace, settings: CliSettings) -> int:
         return 3
 
-    cli.subcommand("async-test", help="test only", arguments=lambda p: None)(run)
-    try:
-        assert main(["async-test"], settings=CliSettings()) == 3
-    finally:
-        del cli.SUBCOMMANDS["async-test"]
+    command = Command("async-test", help="test only", arguments=lambda p: None, run=run)
+    assert main(["async-test"], settings=CliSettings(), commands=[command]) == 3
 
 
 def test_versions_table() -> None:
@@ -230,7 +237,7 @@ def test_versions_table() -> None:
         {"version": "bad", "error": "invalid"},
         {"version": "2.0", "created": "2026-01-02T00:00:00+00:00", "sha256": "cd" * 32, "metrics": {}},
     ]
-    lines = cli.format_versions_table(rows).splitlines()
+    lines = format_versions_table(rows).splitlines()
     assert lines[0].split() == ["VERSION", "CREATED", "SHA256", "METRICS"]
     assert lines[1].split() == ["1.0", "2026-01-01T00:00:00+00:00", "abababababab", "r2=0.46"]
     assert lines[2].split() == ["bad", "-", "-", "invalid", "manifest"]

@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from modelapp_operator import cli
-from modelapp_operator.bundle import manifest_for_directory
-from modelapp_operator.cli import CliSettings, main
+from modelapp_bundle import manifest_for_directory
+from modelapp_operator.cli import CliSettings, main, store_commands
 from modelapp_operator.store import InMemoryStore
 
 pytestmark = pytest.mark.unit
@@ -70,7 +69,7 @@ def test_fetch_writes_nothing_outside_out_even_with_no_writable_home_cwd_or_tmp(
     store = InMemoryStore()
     manifest = manifest_for_directory(bundle_dir, version="1.0")
     asyncio.run(store.upload_version("diabetes/", bundle_dir, manifest))
-    monkeypatch.setattr(cli, "open_store", lambda args, settings: (store, "diabetes/"))
+    monkeypatch.setattr(store_commands, "open_store", lambda args, settings: (store, "diabetes/"))
     monkeypatch.chdir(root)
     monkeypatch.setenv("HOME", str(root))
     monkeypatch.setenv("TMPDIR", str(root))

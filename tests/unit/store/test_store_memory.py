@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from modelapp_operator.bundle import ChecksumMismatch, Manifest, manifest_for_directory
+from modelapp_bundle import ChecksumMismatch, Manifest, manifest_for_directory
 from modelapp_operator.store import (
     InMemoryStore,
     ManifestInvalid,

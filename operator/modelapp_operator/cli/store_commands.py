@@ -1,23 +1,14 @@
-"""The ``modelapp`` user command line: publish, list and fetch model versions, plus registered extras."""
+"""`modelapp publish|versions|fetch`: model versions in blob storage, and the store options they share."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
-import logging
-import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from modelapp_operator.bundle import (
+from modelapp_bundle import (
     DOCKERIGNORE,
     BundleError,
     Manifest,
@@ -25,172 +16,21 @@ from modelapp_operator.bundle import (
     render_dockerfile,
     validate_segment,
 )
+from pydantic import SecretStr
+
+from modelapp_operator.cli.command import EXIT_OK, Command, UsageError
+from modelapp_operator.cli.settings import CliSettings
 from modelapp_operator.store import (
     AzureBlobStore,
     BlobCredentials,
     ContainerNotFound,
     ManifestInvalid,
-    StoreError,
     StoreOptions,
     VersionExists,
     download_verified,
     normalize_prefix,
-    scrub,
     store_from_credentials,
 )
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-
-
-class CliSettings(BaseSettings):
-    """Defaults for the command line from ``MODELAPP_*`` environment variables (flags win over them).
-
-    Init containers get credentials this way from a Secret, so they never appear in a pod's command line.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="MODELAPP_", extra="ignore")
-
-    connection_string: SecretStr | None = None
-    """Storage connection string (Azurite's well-known one works)."""
-    account_url: str | None = None
-    """Blob service URL, e.g. https://acct.blob.core.windows.net; without a SAS or key, Entra ID is used."""
-    sas_token: SecretStr | None = None
-    """SAS token used with the account URL."""
-    account_key: SecretStr | None = None
-    """Account key used with the account URL."""
-    account_name: str | None = None
-    """Account name for key auth when the URL does not show it."""
-    container: str | None = None
-    """Blob container holding the model versions."""
-    prefix: str = ""
-    """Folder of the model inside the container; versions are its sub-folders."""
-    connection_timeout: float = Field(default=10.0, gt=0)
-    """Seconds to wait for a connection to the store."""
-    read_timeout: float = Field(default=60.0, gt=0)
-    """Seconds to wait for a response from the store."""
-    retry_total: int = Field(default=3, ge=0)
-    """Retries of a failed store request before giving up."""
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> CliSettings:
-    return CliSettings()
-
-
-class UsageError(Exception):
-    """Bad combination of arguments: exit code 2, like argparse's own errors."""
-
-
-RunFn = Callable[[argparse.Namespace, CliSettings], int | Awaitable[int]]
-
-
-@dataclass(frozen=True)
-class Subcommand:
-    name: str
-    help: str
-    description: str
-    epilog: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: RunFn
-
-
-SUBCOMMANDS: dict[str, Subcommand] = {}
-
-
-def subcommand(
-    name: str,
-    *,
-    help: str,
-    arguments: Callable[[argparse.ArgumentParser], None],
-    description: str = "",
-    epilog: str = "",
-) -> Callable[[RunFn], RunFn]:
-    """Register ``modelapp <name>``; ``run`` may be sync or async and returns the exit code."""
-
-    def register(run: RunFn) -> RunFn:
-        if name in SUBCOMMANDS:
-            raise RuntimeError(f"subcommand {name!r} registered twice")
-        SUBCOMMANDS[name] = Subcommand(name, help, description or help, epilog, arguments, run)
-        return run
-
-    return register
-
-
-def build_parser() -> argparse.ArgumentParser:
-    # The cluster-side commands (approve, reject, rollback, unquarantine) register themselves on import.
-    from modelapp_operator import cli_cluster  # noqa: F401
-
-    parser = argparse.ArgumentParser(
-        prog="modelapp",
-        description="Publish model versions to blob storage and manage ModelApps.",
-        epilog="Run 'modelapp <command> --help' for the options and examples of a command.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for cmd in SUBCOMMANDS.values():
-        sub = commands.add_parser(
-            cmd.name,
-            help=cmd.help,
-            description=cmd.description,
-            epilog=cmd.epilog,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        cmd.add_arguments(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None, settings: CliSettings | None = None) -> int:
-    # The SDK's own warnings may quote request URLs; our errors say what matters.
-    logging.getLogger("azure").setLevel(logging.ERROR)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        settings = settings or get_settings()
-    except ValidationError as exc:
-        return _fail(
-            f"invalid MODELAPP_* environment: {exc.error_count()} problem(s): {_brief(exc)}", EXIT_USAGE
-        )
-    secrets = _secrets(args, settings)
-    try:
-        result = SUBCOMMANDS[args.command].run(args, settings)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
-        return int(result)
-    except UsageError as exc:
-        return _fail(scrub(str(exc), secrets), EXIT_USAGE, parser_hint=f"modelapp {args.command} --help")
-    except (StoreError, BundleError, ValueError, OSError) as exc:
-        return _fail(scrub(str(exc), secrets), EXIT_ERROR)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        # A user gets one scrubbed line, never a traceback that may quote their paths or keys.
-        return _fail(scrub(f"unexpected {type(exc).__name__}: {exc}", secrets), EXIT_ERROR)
-
-
-async def _await(result: Awaitable[int]) -> int:
-    return await result
-
-
-def _fail(message: str, code: int, *, parser_hint: str | None = None, err: TextIO | None = None) -> int:
-    stream = err or sys.stderr
-    print(f"error: {message}", file=stream)
-    if parser_hint:
-        print(f"(see '{parser_hint}')", file=stream)
-    return code
-
-
-def _brief(exc: ValidationError) -> str:
-    return "; ".join(f"MODELAPP_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
-
-
-def _secrets(args: argparse.Namespace, settings: CliSettings) -> list[str]:
-    out = [getattr(args, k, None) for k in ("connection_string", "sas_token", "account_key")]
-    for secret in (settings.connection_string, settings.sas_token, settings.account_key):
-        if secret is not None:
-            out.append(secret.get_secret_value())
-    return [s for s in out if s]
-
 
 # --- shared store options -------------------------------------------------------------------------
 
@@ -305,24 +145,6 @@ def _publish_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_arguments(parser)
 
 
-@subcommand(
-    "publish",
-    help="upload a model bundle as a new version",
-    description=(
-        "Upload DIR as version V: every file with its sha256, then modelapp.json last, so the operator\n"
-        "never sees a half-uploaded version. Labels, preprocess, contract and metrics come from\n"
-        "DIR/modelapp.json when present."
-    ),
-    epilog=f"""{STORE_HELP}
-
-examples:
-  modelapp publish ./model --version 1.0.0 --metric r2=0.46 \\
-      --connection-string "$AZURITE_CS" --container models --prefix diabetes/
-  MODELAPP_ACCOUNT_URL=https://acct.blob.core.windows.net MODELAPP_CONTAINER=models \\
-      modelapp publish ./model --prefix diabetes/ --version 1.1.0   # Entra ID login
-""",
-    arguments=_publish_arguments,
-)
 async def publish(args: argparse.Namespace, settings: CliSettings) -> int:
     directory: Path = args.directory
     if not await asyncio.to_thread(directory.is_dir):
@@ -348,6 +170,27 @@ async def publish(args: argparse.Namespace, settings: CliSettings) -> int:
     return EXIT_OK
 
 
+PUBLISH = Command(
+    "publish",
+    help="upload a model bundle as a new version",
+    description=(
+        "Upload DIR as version V: every file with its sha256, then modelapp.json last, so the operator\n"
+        "never sees a half-uploaded version. Labels, preprocess, contract and metrics come from\n"
+        "DIR/modelapp.json when present."
+    ),
+    epilog=f"""{STORE_HELP}
+
+examples:
+  modelapp publish ./model --version 1.0.0 --metric r2=0.46 \\
+      --connection-string "$AZURITE_CS" --container models --prefix diabetes/
+  MODELAPP_ACCOUNT_URL=https://acct.blob.core.windows.net MODELAPP_CONTAINER=models \\
+      modelapp publish ./model --prefix diabetes/ --version 1.1.0   # Entra ID login
+""",
+    arguments=_publish_arguments,
+    run=publish,
+)
+
+
 # --- versions -------------------------------------------------------------------------------------
 
 
@@ -356,18 +199,6 @@ def _versions_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_arguments(parser)
 
 
-@subcommand(
-    "versions",
-    help="list the complete versions of a model",
-    description="List versions whose manifest exists (half-uploaded versions are not shown).",
-    epilog=f"""{STORE_HELP}
-
-examples:
-  modelapp versions --connection-string "$AZURITE_CS" --container models --prefix diabetes/
-  modelapp versions --container models --prefix diabetes/ --json | jq '.[].version'
-""",
-    arguments=_versions_arguments,
-)
 async def versions(args: argparse.Namespace, settings: CliSettings) -> int:
     store, prefix = open_store(args, settings)
     rows: list[dict[str, Any]] = []
@@ -388,6 +219,21 @@ async def versions(args: argparse.Namespace, settings: CliSettings) -> int:
     else:
         print(format_versions_table(rows))
     return EXIT_OK
+
+
+VERSIONS = Command(
+    "versions",
+    help="list the complete versions of a model",
+    description="List versions whose manifest exists (half-uploaded versions are not shown).",
+    epilog=f"""{STORE_HELP}
+
+examples:
+  modelapp versions --connection-string "$AZURITE_CS" --container models --prefix diabetes/
+  modelapp versions --container models --prefix diabetes/ --json | jq '.[].version'
+""",
+    arguments=_versions_arguments,
+    run=versions,
+)
 
 
 def _manifest_row(manifest: Manifest) -> dict[str, Any]:
@@ -426,24 +272,6 @@ def _fetch_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_arguments(parser)
 
 
-@subcommand(
-    "fetch",
-    help="download and verify a version into a directory",
-    description=(
-        "Download version V into a hidden .staging-* directory inside DIR, verify every sha256 against\n"
-        "the manifest, and only then move the files into place. Nothing is written outside DIR (its\n"
-        "parent, the working directory, HOME and TMPDIR may be read-only). On a mismatch nothing is\n"
-        "left in DIR."
-    ),
-    epilog=f"""{STORE_HELP}
-
-examples:
-  modelapp fetch --container models --prefix diabetes/ --version 1.0.0 --out /models/diabetes
-  modelapp fetch --version 1.0.0 --out /workspace --dockerfile \\
-      --base-image registry.example/scoring-service:0.1.0   # Kaniko build context
-""",
-    arguments=_fetch_arguments,
-)
 async def fetch(args: argparse.Namespace, settings: CliSettings) -> int:
     if args.dockerfile and not args.base_image:
         raise UsageError("--dockerfile needs --base-image")
@@ -465,5 +293,24 @@ async def fetch(args: argparse.Namespace, settings: CliSettings) -> int:
     return EXIT_OK
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+FETCH = Command(
+    "fetch",
+    help="download and verify a version into a directory",
+    description=(
+        "Download version V into a hidden .staging-* directory inside DIR, verify every sha256 against\n"
+        "the manifest, and only then move the files into place. Nothing is written outside DIR (its\n"
+        "parent, the working directory, HOME and TMPDIR may be read-only). On a mismatch nothing is\n"
+        "left in DIR."
+    ),
+    epilog=f"""{STORE_HELP}
+
+examples:
+  modelapp fetch --container models --prefix diabetes/ --version 1.0.0 --out /models/diabetes
+  modelapp fetch --version 1.0.0 --out /workspace --dockerfile \\
+      --base-image registry.example/scoring-service:0.1.0   # Kaniko build context
+""",
+    arguments=_fetch_arguments,
+    run=fetch,
+)
+
+COMMANDS = (PUBLISH, VERSIONS, FETCH)

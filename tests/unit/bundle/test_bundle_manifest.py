@@ -1,26 +1,25 @@
-"""Manifest schema, digests and building a manifest from a directory."""
+"""The manifest schema, the file and bundle digests, names and paths."""
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
 import pytest
-from modelapp_operator.bundle import (
-    BundleError,
+from modelapp_bundle import (
     ChecksumMismatch,
     FileEntry,
     Manifest,
     ManifestError,
+    Preprocess,
+    Sha256Stream,
     build_manifest,
     bundle_digest,
-    manifest_for_directory,
-    scan_bundle,
+    check_entry,
     sha256_file,
     validate_segment,
-    verify_files,
 )
 
 pytestmark = pytest.mark.unit
@@ -86,7 +85,6 @@ def test_unknown_keys_survive_a_round_trip() -> None:
         ({"contract": "missing.json"}, "contract 'missing.json' is not one of the listed files"),
         ({"version": "1/2"}, "invalid version"),
         ({"name": ".hidden"}, "invalid bundle name"),
-        ({"created": "2026-01-02T03:04:05"}, "timezone"),
         ({"metrics": {"r2": "high"}}, "metrics.r2"),
     ],
 )
@@ -121,68 +119,57 @@ def test_build_manifest_computes_the_bundle_digest() -> None:
     assert manifest.labels is None
 
 
-def test_scan_bundle_lists_nested_files_but_not_the_manifest(bundle_dir: Path) -> None:
-    (bundle_dir / "modelapp.json").write_text("{}")
-    assert sorted(scan_bundle(bundle_dir)) == ["contract.json", "extra/vocab.txt", "model.onnx"]
+def test_created_without_a_timezone_is_read_as_utc() -> None:
+    manifest = Manifest.parse(orjson.dumps(_manifest(created="2026-01-02T03:04:05")))
+    assert manifest.created == NOW
 
 
-def test_scan_bundle_needs_a_model(tmp_path: Path) -> None:
-    (tmp_path / "readme").write_text("x")
-    with pytest.raises(BundleError, match=r"no model.onnx"):
-        scan_bundle(tmp_path)
+def test_created_is_written_in_utc_to_the_second_and_needs_a_timezone() -> None:
+    files = {"model.onnx": FileEntry(sha256=A, size=3)}
+    later = datetime(2026, 1, 2, 5, 4, 5, 999, tzinfo=timezone(timedelta(hours=2)))
+    manifest = build_manifest(files, name="m", version="2", created=later)
+    assert manifest.created == NOW
+    assert orjson.loads(manifest.to_json())["created"] == "2026-01-02T03:04:05Z"
+    with pytest.raises(ManifestError, match=r"created 2026-01-02T03:04:05 must carry a timezone"):
+        build_manifest(files, name="m", version="2", created=NOW.replace(tzinfo=None))
 
 
-def test_manifest_for_directory_keeps_local_descriptive_fields(bundle_dir: Path) -> None:
-    stale = {
-        "name": "diab",
-        "version": "0.1",
-        "files": {"gone": {"sha256": A, "size": 1}},
-        "sha256": A,
-        "metrics": {"r2": 0.1, "mae": 40.0},
-        "labels": ["no", "yes"],
-        "preprocess": {"size": [28, 28], "color": "grayscale"},
-    }
-    (bundle_dir / "modelapp.json").write_bytes(orjson.dumps(stale))
-    manifest = manifest_for_directory(bundle_dir, version="1.2.0", metrics={"r2": 0.46}, created=NOW)
-    assert manifest.name == "diab"
-    assert manifest.version == "1.2.0"
-    assert manifest.metrics == {"r2": 0.46, "mae": 40.0}
-    assert manifest.labels == ["no", "yes"]
-    assert manifest.preprocess == {"size": [28, 28], "color": "grayscale"}
-    assert manifest.contract == "contract.json"
-    assert set(manifest.files) == {"contract.json", "extra/vocab.txt", "model.onnx"}
-    assert manifest.files["model.onnx"] == sha256_file(bundle_dir / "model.onnx")
+def test_preprocess_is_typed_and_written_as_given() -> None:
+    manifest = Manifest.parse(orjson.dumps(_manifest(preprocess={"size": [28, 28], "color": "grayscale"})))
+    assert manifest.preprocess == Preprocess(size=(28, 28), color="grayscale")
+    assert orjson.loads(manifest.to_json())["preprocess"] == {"size": [28, 28], "color": "grayscale"}
 
 
-def test_manifest_for_directory_defaults(bundle_dir: Path) -> None:
-    (bundle_dir / "contract.json").unlink()
-    manifest = manifest_for_directory(bundle_dir, version="3")
-    assert manifest.name == "diabetes"
-    assert manifest.contract is None
-    assert manifest.metrics is None
-    assert manifest.created.tzinfo is not None
-    assert manifest_for_directory(bundle_dir, version="3", name="other").name == "other"
+@pytest.mark.parametrize(
+    ("preprocess", "fragment"),
+    [
+        ({"size": 8, "layout": "CHW"}, "preprocess.layout: Input should be 'NCHW' or 'NHWC'"),
+        ({"size": [8, 0]}, "preprocess.size: Value error, size must be positive"),
+        ({"size": 8, "std": [1, 0, 1]}, "preprocess.std: Value error, std must not contain 0"),
+        ({"size": 8, "colour": "rgb"}, "preprocess.colour: Extra inputs are not permitted"),
+        (
+            {"size": 8, "mean": [0.5, 0.5]},
+            "preprocess: Value error, mean needs 1 or 3 values for color 'rgb'",
+        ),
+        ({"size": 8, "color": "grayscale", "std": [1, 1, 1]}, "std needs 1 or 1 values"),
+    ],
+)
+def test_preprocess_refusals_say_what_is_wrong(preprocess: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ManifestError, match=r"^invalid manifest: ") as info:
+        Manifest.parse(orjson.dumps(_manifest(preprocess=preprocess)))
+    assert fragment in str(info.value)
 
 
-def test_verify_files_names_the_tampered_file(bundle_dir: Path) -> None:
-    manifest = manifest_for_directory(bundle_dir, version="1")
-    verify_files(bundle_dir, manifest)
-    (bundle_dir / "extra" / "vocab.txt").write_text("tampered")
-    with pytest.raises(ChecksumMismatch) as info:
-        verify_files(bundle_dir, manifest)
-    err = info.value
-    assert err.file == "extra/vocab.txt"
-    assert err.expected == manifest.files["extra/vocab.txt"].sha256
-    assert err.actual == hashlib.sha256(b"tampered").hexdigest()
-    for part in (err.expected, err.actual, "extra/vocab.txt"):
-        assert part in str(err)
-
-
-def test_verify_files_reports_missing_files(bundle_dir: Path) -> None:
-    manifest = manifest_for_directory(bundle_dir, version="1")
-    (bundle_dir / "model.onnx").unlink()
-    with pytest.raises(ChecksumMismatch, match=r"model.onnx.*got missing"):
-        verify_files(bundle_dir, manifest)
+def test_a_stream_hashes_like_a_file_and_sizes_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"abc" * 1000)
+    stream = Sha256Stream()
+    for start in range(0, 3000, 700):
+        stream.update(path.read_bytes()[start : start + 700])
+    assert stream.entry() == sha256_file(path)
+    wrong_size = FileEntry(sha256=stream.entry().sha256, size=2999)
+    with pytest.raises(ChecksumMismatch, match=r"checksum mismatch for f: expected size 2999, got 3000"):
+        check_entry("f", wrong_size, sha256_file(path))
 
 
 @pytest.mark.parametrize("value", ["1.0.0", "2026-01-01", "v1+build.5", "A_b"])
@@ -197,12 +184,12 @@ def test_segments_rejected(value: str) -> None:
 
 
 def test_pure_core_imports_no_sdk() -> None:
-    """The planner imports bundle and the store's types; neither may pull in an SDK."""
+    """The planner imports the bundle package and the store's types; neither may pull in an SDK."""
     import subprocess
     import sys
 
     code = (
-        "import sys, modelapp_operator.bundle, modelapp_operator.store;"
+        "import sys, modelapp_bundle, modelapp_operator.store;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('azure', 'kopf', 'kubernetes', 'kubernetes_asyncio')];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

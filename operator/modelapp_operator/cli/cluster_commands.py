@@ -7,13 +7,14 @@ the same by hand, e.g. `kubectl annotate modelapp diabetes modelapp.dev/approve=
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from modelapp_operator.cli import CliSettings, subcommand
+from modelapp_operator.cli.command import Command
+from modelapp_operator.cli.settings import CliSettings
+from modelapp_operator.kubeapi import explain
 from modelapp_operator.names import (
     ANN_APPROVE,
     ANN_QUARANTINE,
@@ -70,7 +71,7 @@ class _Cluster:
                 GROUP, VERSION, self.namespace, PLURAL, self.args.name
             )
         except ApiException as exc:
-            raise ClusterError(_explain(exc, self.args.name, self.namespace)) from None
+            raise ClusterError(explain(exc, f"modelapp {self.args.name}", self.namespace)) from None
         return app
 
     async def patch(self, body: dict[str, Any]) -> None:
@@ -79,19 +80,7 @@ class _Cluster:
                 GROUP, VERSION, self.namespace, PLURAL, self.args.name, body, _content_type=MERGE
             )
         except ApiException as exc:
-            raise ClusterError(_explain(exc, self.args.name, self.namespace)) from None
-
-
-def _explain(exc: ApiException, name: str, namespace: str) -> str:
-    if exc.status == 404:
-        return f"modelapp {name} not found in namespace {namespace}"
-    if exc.status == 403:
-        return f"not allowed to change modelapp {name} in namespace {namespace} (RBAC)"
-    try:
-        message = json.loads(exc.body or "{}").get("message", "")
-    except ValueError:
-        message = ""
-    return f"the API server said {exc.status} {exc.reason}: {message}".rstrip(": ")
+            raise ClusterError(explain(exc, f"modelapp {self.args.name}", self.namespace)) from None
 
 
 def _pending_version(app: dict[str, Any], given: str | None, verb: str) -> str:
@@ -110,13 +99,6 @@ def _version_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", help="model version (default: the one awaiting approval)")
 
 
-@subcommand(
-    "approve",
-    help="approve the rollout of a version (rollout.approval: Manual)",
-    arguments=_version_arguments,
-    epilog="example:\n  modelapp approve diabetes -n ml --version 1.1.0\n"
-    "by hand:\n  kubectl -n ml annotate modelapp diabetes modelapp.dev/approve=1.1.0 --overwrite",
-)
 async def approve(args: argparse.Namespace, settings: CliSettings) -> int:
     async with _Cluster(args) as cluster:
         app = await cluster.get()
@@ -130,12 +112,16 @@ async def approve(args: argparse.Namespace, settings: CliSettings) -> int:
     return 0
 
 
-@subcommand(
-    "reject",
-    help="reject a version: it is quarantined and never rolled out",
+APPROVE = Command(
+    "approve",
+    help="approve the rollout of a version (rollout.approval: Manual)",
     arguments=_version_arguments,
-    epilog="example:\n  modelapp reject diabetes -n ml --version 1.1.0",
+    epilog="example:\n  modelapp approve diabetes -n ml --version 1.1.0\n"
+    "by hand:\n  kubectl -n ml annotate modelapp diabetes modelapp.dev/approve=1.1.0 --overwrite",
+    run=approve,
 )
+
+
 async def reject(args: argparse.Namespace, settings: CliSettings) -> int:
     async with _Cluster(args) as cluster:
         app = await cluster.get()
@@ -145,6 +131,15 @@ async def reject(args: argparse.Namespace, settings: CliSettings) -> int:
     return 0
 
 
+REJECT = Command(
+    "reject",
+    help="reject a version: it is quarantined and never rolled out",
+    arguments=_version_arguments,
+    epilog="example:\n  modelapp reject diabetes -n ml --version 1.1.0",
+    run=reject,
+)
+
+
 def _rollback_arguments(parser: argparse.ArgumentParser) -> None:
     _target_arguments(parser)
     parser.add_argument(
@@ -152,14 +147,6 @@ def _rollback_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@subcommand(
-    "rollback",
-    help="pin a ModelApp back to a previous good version and quarantine the current one",
-    arguments=_rollback_arguments,
-    epilog="example:\n  modelapp rollback diabetes -n ml            # to the version served before\n"
-    "  modelapp rollback diabetes -n ml --to 1.0.0\n"
-    "To follow new versions again, set spec.model.versionPolicy back to {latest: {}}.",
-)
 async def rollback(args: argparse.Namespace, settings: CliSettings) -> int:
     async with _Cluster(args) as cluster:
         app = await cluster.get()
@@ -188,6 +175,17 @@ async def rollback(args: argparse.Namespace, settings: CliSettings) -> int:
     return 0
 
 
+ROLLBACK = Command(
+    "rollback",
+    help="pin a ModelApp back to a previous good version and quarantine the current one",
+    arguments=_rollback_arguments,
+    epilog="example:\n  modelapp rollback diabetes -n ml            # to the version served before\n"
+    "  modelapp rollback diabetes -n ml --to 1.0.0\n"
+    "To follow new versions again, set spec.model.versionPolicy back to {latest: {}}.",
+    run=rollback,
+)
+
+
 def _previous_good(status: dict[str, Any], current: str) -> str | None:
     for entry in reversed(status.get("history") or []):
         if entry.get("event") == "RolledOut" and entry.get("version") != current:
@@ -200,12 +198,6 @@ def _unquarantine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("version", help="the quarantined version to release")
 
 
-@subcommand(
-    "unquarantine",
-    help="release a quarantined version so the version policy may pick it again",
-    arguments=_unquarantine_arguments,
-    epilog="example:\n  modelapp unquarantine diabetes 1.1.0 -n ml",
-)
 async def unquarantine(args: argparse.Namespace, settings: CliSettings) -> int:
     async with _Cluster(args) as cluster:
         app = await cluster.get()
@@ -216,3 +208,14 @@ async def unquarantine(args: argparse.Namespace, settings: CliSettings) -> int:
         await cluster.patch({"metadata": {"annotations": {ANN_UNQUARANTINE: args.version}}})
         print(f"released {args.name} {args.version} from quarantine")
     return 0
+
+
+UNQUARANTINE = Command(
+    "unquarantine",
+    help="release a quarantined version so the version policy may pick it again",
+    arguments=_unquarantine_arguments,
+    epilog="example:\n  modelapp unquarantine diabetes 1.1.0 -n ml",
+    run=unquarantine,
+)
+
+COMMANDS = (APPROVE, REJECT, ROLLBACK, UNQUARANTINE)

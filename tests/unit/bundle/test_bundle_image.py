@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from modelapp_operator.bundle import DOCKERIGNORE, ManifestError, render_dockerfile
+from modelapp_bundle import DOCKERIGNORE, ManifestError, render_dockerfile
 
 pytestmark = pytest.mark.unit
 
