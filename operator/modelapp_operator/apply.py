@@ -13,9 +13,6 @@ from modelapp_operator import kubeapi, metrics
 from modelapp_operator.names import FIELD_MANAGER, GROUP, PLURAL, VERSION
 from modelapp_operator.snapshot import Event, Plan
 
-APPLY = "application/apply-patch+yaml"
-MERGE = "application/merge-patch+json"
-
 EventPoster = Callable[[dict[str, Any], Event], None]
 
 
@@ -44,7 +41,7 @@ class Applier:
         if decided.remove_annotations:
             remove = {"metadata": {"annotations": dict.fromkeys(decided.remove_annotations)}}
             await self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
-                GROUP, VERSION, ns, PLURAL, name, remove, _content_type=MERGE
+                GROUP, VERSION, ns, PLURAL, name, remove, _content_type=kubeapi.MERGE
             )
         for event in decided.events:
             self.post_event(app, event)
@@ -65,5 +62,5 @@ class Applier:
             "Service": self.core.patch_namespaced_service,
         }[kind]
         await call(
-            meta["name"], meta["namespace"], obj, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY
+            meta["name"], meta["namespace"], obj, field_manager=FIELD_MANAGER, force=True, _content_type=kubeapi.APPLY
         )

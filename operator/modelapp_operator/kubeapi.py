@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+APPLY = "application/apply-patch+yaml"  # server-side apply
+MERGE = "application/merge-patch+json"
 NOT_FOUND = 404
 FORBIDDEN = 403
 CONFLICT = 409

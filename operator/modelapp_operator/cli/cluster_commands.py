@@ -14,7 +14,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from modelapp_operator.cli.command import Command
 from modelapp_operator.cli.settings import CliSettings
-from modelapp_operator.kubeapi import explain
+from modelapp_operator.kubeapi import MERGE, explain
 from modelapp_operator.names import (
     ANN_APPROVE,
     ANN_QUARANTINE,
@@ -23,9 +23,10 @@ from modelapp_operator.names import (
     GROUP,
     PLURAL,
     VERSION,
+    Reason,
+    Stage,
 )
 
-MERGE = "application/merge-patch+json"
 
 
 class ClusterError(ValueError):
@@ -87,7 +88,7 @@ def _pending_version(app: dict[str, Any], given: str | None, verb: str) -> str:
     if given:
         return given
     pending = (app.get("status") or {}).get("pending") or {}
-    if pending.get("stage") != "AwaitingApproval":
+    if pending.get("stage") != Stage.AWAITING_APPROVAL:
         raise ClusterError(
             f"no version of {app['metadata']['name']} awaits approval; name one with --version to {verb} it"
         )
@@ -188,7 +189,7 @@ ROLLBACK = Command(
 
 def _previous_good(status: dict[str, Any], current: str) -> str | None:
     for entry in reversed(status.get("history") or []):
-        if entry.get("event") == "RolledOut" and entry.get("version") != current:
+        if entry.get("event") == Reason.ROLLED_OUT and entry.get("version") != current:
             return str(entry["version"])
     return None
 
