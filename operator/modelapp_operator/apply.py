@@ -62,5 +62,10 @@ class Applier:
             "Service": self.core.patch_namespaced_service,
         }[kind]
         await call(
-            meta["name"], meta["namespace"], obj, field_manager=FIELD_MANAGER, force=True, _content_type=kubeapi.APPLY
+            meta["name"],
+            meta["namespace"],
+            obj,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=kubeapi.APPLY,
         )

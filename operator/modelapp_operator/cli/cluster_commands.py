@@ -28,7 +28,6 @@ from modelapp_operator.names import (
 )
 
 
-
 class ClusterError(ValueError):
     """A problem with the ModelApp or the cluster, said in one line."""
 
