@@ -1,12 +1,15 @@
 """The one order of version names: semantic versions by SemVer precedence (a release after its
-pre-releases), other names in natural order."""
+pre-releases), other names by a fallback key (natural order unless the caller knows better)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import total_ordering
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _SEMVER = re.compile(
     r"^v?(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?(?:\.(0|[1-9]\d*))?(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$"
@@ -47,15 +50,19 @@ def natural_key(version: str) -> tuple[tuple[int, int, str], ...]:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _PARTS.split(version))
 
 
-def newest_first(versions: Iterable[str]) -> list[str]:
-    """SemVer precedence when every name is a semantic version, else natural order; the name breaks ties.
-
-    The operator's version policy orders the same way, except that it falls back to upload time (which
-    it knows from the store) rather than to natural order when some name is not a semantic version.
+def newest_first(
+    items: Iterable[T],
+    name: Callable[[T], str] = str,
+    fallback: Callable[[T], Any] | None = None,
+) -> list[T]:
+    """The one version order, newest first: SemVer precedence when every name is a semantic version; else
+    ``fallback`` (the operator passes the upload time, which it knows from the store) or natural order. The
+    name breaks ties.
     """
-    names = list(versions)
-    parsed = [SemVer.parse(v) for v in names]
+    listed = list(items)
+    parsed = [SemVer.parse(name(v)) for v in listed]
     if all(p is not None for p in parsed):
-        order = sorted(zip(parsed, names, strict=True), key=lambda pv: (pv[0], pv[1]), reverse=True)
-        return [name for _, name in order]
-    return sorted(names, key=lambda v: (natural_key(v), v), reverse=True)
+        order = sorted(zip(parsed, listed, strict=True), key=lambda pv: (pv[0], name(pv[1])), reverse=True)
+        return [item for _, item in order]
+    key = fallback or (lambda v: natural_key(name(v)))
+    return sorted(listed, key=lambda v: (key(v), name(v)), reverse=True)

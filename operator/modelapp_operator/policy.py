@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from modelapp_bundle import versions as versions_order
 from modelapp_bundle.versions import SemVer
 
 from modelapp_operator.names import ANN_QUARANTINE, ANN_REJECT, ANN_UNQUARANTINE, Reason
@@ -121,13 +122,8 @@ class Quarantine:
 
 
 def newest_first(versions: Iterable[Published]) -> list[Published]:
-    """Semantic order when every name is a semver, else upload time; the name breaks ties."""
-    items = list(versions)
-    parsed = [SemVer.parse(v.version) for v in items]
-    if items and all(p is not None for p in parsed):
-        order = sorted(zip(parsed, items, strict=True), key=lambda pv: (pv[0], pv[1].version), reverse=True)
-        return [v for _, v in order]
-    return sorted(items, key=lambda v: (v.uploaded, v.version), reverse=True)
+    """The bundle's version order; names that are not all semantic versions go by upload time."""
+    return versions_order.newest_first(versions, name=lambda v: v.version, fallback=lambda v: v.uploaded)
 
 
 @dataclass(frozen=True)
