@@ -30,6 +30,11 @@ MODELS_DIR = "/models"
 # How long a terminating serving pod goes on answering before the scorer is told to stop.
 PRE_STOP_SECONDS = 5
 HTTP_PORT_NAME = "http"
+FETCH_CONTAINER = "fetch-model"
+# AKS workload identity: the label makes its webhook inject the federated token; the annotation names the
+# containers it must leave out.
+LABEL_WORKLOAD_IDENTITY = "azure.workload.identity/use"
+ANN_WI_SKIP_CONTAINERS = "azure.workload.identity/skip-containers"
 # Non-root UID/GID the images are built with (Dockerfile.scoring, Dockerfile.operator).
 RUN_AS = 10001
 
@@ -54,8 +59,16 @@ def pod_security_context() -> dict[str, Any]:
     }
 
 
+STORE_CREDENTIALS = "store-credentials"
+STORE_CREDENTIALS_DIR = "/var/run/modelapp/store-credentials"
+
+
 def store_env(spec: AppSpec) -> list[dict[str, Any]]:
-    """Where the model store is, for `modelapp fetch`; secrets only as references, never values."""
+    """Where the model store is, for `modelapp fetch`; secrets only as a mounted volume, never values.
+
+    The Secret's files are read with the operator's own key mapping (``BlobCredentials.from_mapping``), so
+    the fetch gets exactly what the operator used. Without a Secret the fetch uses the federated token of
+    workload identity alone, never the node's managed identity."""
     src = spec.source
     env: list[dict[str, Any]] = [
         {"name": "MODELAPP_ACCOUNT_URL", "value": src.account_url},
@@ -63,31 +76,45 @@ def store_env(spec: AppSpec) -> list[dict[str, Any]]:
         {"name": "MODELAPP_PREFIX", "value": src.prefix},
     ]
     if src.secret_name:
-        for var, key in (
-            ("MODELAPP_CONNECTION_STRING", "connectionString"),
-            ("MODELAPP_SAS_TOKEN", "sasToken"),
-            ("MODELAPP_ACCOUNT_KEY", "accountKey"),
-        ):
-            env.append(
-                {
-                    "name": var,
-                    "valueFrom": {"secretKeyRef": {"name": src.secret_name, "key": key, "optional": True}},
-                }
-            )
+        env.append({"name": "MODELAPP_CREDENTIALS_DIR", "value": STORE_CREDENTIALS_DIR})
+    else:
+        env.append({"name": "MODELAPP_CREDENTIAL", "value": "workload-identity"})
     if src.workload_identity_client_id:
         env.append({"name": "AZURE_CLIENT_ID", "value": src.workload_identity_client_id})
     return env
 
 
-def fetch_container(spec: AppSpec, images: Images, version: str, out_dir: str) -> dict[str, Any]:
+def store_volumes(spec: AppSpec) -> list[dict[str, Any]]:
+    """The Secret of ``auth.secretRef`` as a volume, mounted into the fetch container alone."""
+    if not spec.source.secret_name:
+        return []
+    # 0444: the build pod has no pod-wide fsGroup (Kaniko runs as root), and only the fetch container mounts it.
+    return [
+        {"name": STORE_CREDENTIALS, "secret": {"secretName": spec.source.secret_name, "defaultMode": 0o444}}
+    ]
+
+
+def _store_mounts(spec: AppSpec) -> list[dict[str, Any]]:
+    if not spec.source.secret_name:
+        return []
+    return [{"name": STORE_CREDENTIALS, "mountPath": STORE_CREDENTIALS_DIR, "readOnly": True}]
+
+
+def fetch_container(spec: AppSpec, images: Images, version: str, sha256: str, out_dir: str) -> dict[str, Any]:
+    """`modelapp fetch` of exactly the bundle the operator resolved: a version republished since then fails
+    the pod loudly instead of serving something the status does not say."""
     return {
-        "name": "fetch-model",
+        "name": FETCH_CONTAINER,
         "image": images.fetch,
         # The fetch image is the operator's, whose entrypoint is the operator: name the CLI.
         "command": ["modelapp"],
-        "args": ["fetch", "--version", version, "--out", out_dir],
+        "args": ["fetch", "--version", version, "--expect-sha256", sha256, "--out", out_dir],
         "env": store_env(spec),
-        "volumeMounts": [{"name": "models", "mountPath": MODELS_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "models", "mountPath": MODELS_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+            *_store_mounts(spec),
+        ],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": container_security_context(),
     }
@@ -165,20 +192,17 @@ def pod_template(name: str, spec: AppSpec, target: Target, images: Images) -> di
     labels = common_labels(name, COMPONENT_SERVER)
     if not target.baked:
         pod["initContainers"] = [
-            fetch_container(spec, images, target.version, f"{MODELS_DIR}/{spec.model_name}")
+            fetch_container(spec, images, target.version, target.sha256, f"{MODELS_DIR}/{spec.model_name}")
         ]
-        pod["volumes"].append({"name": "models", "emptyDir": {}})
+        pod["volumes"] += [{"name": "models", "emptyDir": {}}, *store_volumes(spec)]
         scorer["volumeMounts"].append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
+    annotations = {ANN_MODEL_VERSION: target.version, ANN_MODEL_SHA256: target.sha256}
     if not target.baked and not spec.source.secret_name:
-        # AKS workload identity injects the federated token into pods that carry this label.
-        labels["azure.workload.identity/use"] = "true"
-    template = {
-        "metadata": {
-            "labels": labels,
-            "annotations": {ANN_MODEL_VERSION: target.version, ANN_MODEL_SHA256: target.sha256},
-        },
-        "spec": pod,
-    }
+        # AKS workload identity injects the federated token into pods that carry this label: only the
+        # fetch step reads the store, so the scorer does not get the token.
+        labels[LABEL_WORKLOAD_IDENTITY] = "true"
+        annotations[ANN_WI_SKIP_CONTAINERS] = "scorer"
+    template = {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod}
     template["metadata"]["annotations"][ANN_TEMPLATE_HASH] = short_hash(template)
     return template
 
@@ -356,23 +380,25 @@ def _pod_key(pod: dict[str, Any], name_from: str) -> str:
     return short_hash({"job": name_from, "pod": pod}) if pod else name_from
 
 
-def _build_fetch(spec: AppSpec, images: Images, version: str, source_url: str) -> dict[str, Any]:
+def _build_fetch(spec: AppSpec, images: Images, version: str, sha256: str, source_url: str) -> dict[str, Any]:
     """The build's first step: `modelapp fetch` downloads and verifies the bundle and writes the Dockerfile."""
     build = spec.build
     assert build is not None
-    fetch = fetch_container(spec, images, version, "/workspace")
+    fetch = fetch_container(spec, images, version, sha256, "/workspace")
     fetch["args"] += ["--dockerfile", "--base-image", build.base_image or images.base, "--source", source_url]
     fetch["volumeMounts"] = [
         {"name": "workspace", "mountPath": "/workspace"},
         {"name": "tmp", "mountPath": "/tmp"},
+        *_store_mounts(spec),
     ]
     # The pod runs Kaniko as root, so it has no pod-wide user: the fetch step names its own.
     fetch["securityContext"] |= {"runAsUser": RUN_AS, "runAsGroup": RUN_AS}
     return fetch
 
 
-def _build_volumes(push_secret: str) -> list[dict[str, Any]]:
+def _build_volumes(spec: AppSpec, push_secret: str) -> list[dict[str, Any]]:
     return [
+        *store_volumes(spec),
         {"name": "workspace", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
         {
@@ -402,9 +428,9 @@ def build_job(
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
-        "initContainers": [_build_fetch(spec, images, version, source_url)],
+        "initContainers": [_build_fetch(spec, images, version, sha256, source_url)],
         "containers": [_kaniko(spec, images, version, sha256)],
-        "volumes": _build_volumes(build.push_secret),
+        "volumes": _build_volumes(spec, build.push_secret),
         **placed,
         **service_account(spec),
     }
@@ -412,8 +438,11 @@ def build_job(
     name = job_name(app["metadata"]["name"], "build", _pod_key(placed, digest))
     job = _job(app, name, COMPONENT_BUILD, build.timeout_seconds, pod, annotations)
     if not spec.source.secret_name:
-        # AKS workload identity: the fetch step reads the store with the pod's federated token.
-        job["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] = "true"
+        # AKS workload identity: the fetch step reads the store with the pod's federated token; Kaniko,
+        # which runs the tenant's chosen base image build, does not get it.
+        meta = job["spec"]["template"]["metadata"]
+        meta["labels"][LABEL_WORKLOAD_IDENTITY] = "true"
+        meta["annotations"] = {**meta["annotations"], ANN_WI_SKIP_CONTAINERS: "kaniko"}
     return job
 
 

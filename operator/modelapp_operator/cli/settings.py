@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +28,14 @@ class CliSettings(BaseSettings):
     """Account key used with the account URL."""
     account_name: str | None = None
     """Account name for key auth when the URL does not show it."""
+    credentials_dir: Path | None = None
+    """A mounted Secret: its files are read as the operator reads the ModelApp's auth.secretRef (the keys
+    connectionString, sasToken, accountKey, accountName and their aliases), so a pod the operator starts
+    gets exactly the credentials the operator used."""
+    credential: Literal["default", "workload-identity"] = "default"
+    """Entra ID without a secret: ``default`` (DefaultAzureCredential: environment, workload identity, the
+    Azure CLI's login, a managed identity) or ``workload-identity`` (only the federated token the AKS webhook
+    mounts; never the node's managed identity). The operator's pods use ``workload-identity``."""
     container: str | None = None
     """Blob container holding the model versions."""
     prefix: str = ""

@@ -66,22 +66,59 @@ def resolve_credentials(
         raise UsageError("--sas-token/--account-key go with --account-url, not --connection-string")
     if args.connection_string:
         return None, BlobCredentials(connection_string=args.connection_string)
+    mounted = _mounted_credentials(settings) if not (args.sas_token or args.account_key) else None
+    if mounted is not None and mounted.connection_string:
+        return None, mounted
     sas = args.sas_token or secret(settings.sas_token)
     key = None if args.sas_token else (args.account_key or secret(settings.account_key))
+    creds = mounted or BlobCredentials(sas_token=sas, account_key=key, account_name=settings.account_name)
     if args.account_url:
-        return args.account_url, BlobCredentials(
-            sas_token=sas, account_key=key, account_name=settings.account_name
-        )
-    if settings.connection_string is not None and not (args.sas_token or args.account_key):
+        return args.account_url, creds
+    if (
+        mounted is None
+        and settings.connection_string is not None
+        and not (args.sas_token or args.account_key)
+    ):
         return None, BlobCredentials(connection_string=secret(settings.connection_string))
     if settings.account_url:
-        return settings.account_url, BlobCredentials(
-            sas_token=sas, account_key=key, account_name=settings.account_name
-        )
+        return settings.account_url, creds
     raise UsageError(
         "no storage location: give --connection-string or --account-url "
         "(or set MODELAPP_CONNECTION_STRING / MODELAPP_ACCOUNT_URL)"
     )
+
+
+def _mounted_credentials(settings: CliSettings) -> BlobCredentials | None:
+    """The credentials in MODELAPP_CREDENTIALS_DIR (a mounted Secret), read with the operator's key mapping."""
+    folder = settings.credentials_dir
+    if folder is None:
+        return None
+    try:
+        files = {
+            p.name: p.read_text() for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+        }
+    except OSError as exc:
+        raise UsageError(f"cannot read the credentials in {folder}: {exc.strerror}") from None
+    creds = BlobCredentials.from_mapping(files)
+    if not creds.secrets:
+        raise UsageError(f"{folder} holds none of connectionString, sasToken or accountKey")
+    return creds
+
+
+def _token_credential(settings: CliSettings, creds: BlobCredentials) -> Any:
+    """With ``credential: workload-identity`` and no secret: the federated token alone, never IMDS."""
+    if settings.credential != "workload-identity" or creds.secrets:
+        return None
+    from azure.identity.aio import WorkloadIdentityCredential
+
+    try:
+        return WorkloadIdentityCredential()
+    except ValueError:
+        raise UsageError(
+            "workload identity: AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_FEDERATED_TOKEN_FILE are not all set; "
+            "is the pod labelled azure.workload.identity/use=true and its ServiceAccount annotated with "
+            "azure.workload.identity/client-id?"
+        ) from None
 
 
 def open_store(args: argparse.Namespace, settings: CliSettings) -> tuple[AzureBlobStore, str]:
@@ -96,7 +133,11 @@ def open_store(args: argparse.Namespace, settings: CliSettings) -> tuple[AzureBl
         read_timeout=settings.read_timeout,
         retry_total=settings.retry_total,
     )
-    return store_from_credentials(account_url, container, creds, options=options), prefix
+    token = _token_credential(settings, creds)
+    store = store_from_credentials(
+        account_url, container, creds, options=options, token_credential=token, owns_token_credential=True
+    )
+    return store, prefix
 
 
 def version_arg(text: str) -> str:
@@ -104,6 +145,12 @@ def version_arg(text: str) -> str:
         return validate_segment(text, "version")
     except BundleError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def sha256_arg(text: str) -> str:
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise argparse.ArgumentTypeError(f"expected 64 lowercase hex digits, got {text!r}")
+    return text
 
 
 def name_arg(text: str) -> str:
@@ -265,6 +312,12 @@ def format_versions_table(rows: list[dict[str, Any]]) -> str:
 def _fetch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", required=True, type=version_arg, help="version to download")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to fill")
+    parser.add_argument(
+        "--expect-sha256",
+        type=sha256_arg,
+        metavar="HEX",
+        help="fail, leaving nothing, unless the version's bundle sha256 is this (the operator passes the one it resolved)",
+    )
     docker = parser.add_argument_group("image build context")
     docker.add_argument("--dockerfile", action="store_true", help="also write DIR/Dockerfile")
     docker.add_argument("--base-image", metavar="IMG", help="FROM image for --dockerfile (the scorer)")
@@ -278,7 +331,7 @@ async def fetch(args: argparse.Namespace, settings: CliSettings) -> int:
     store, prefix = open_store(args, settings)
     out: Path = args.out
     async with store:
-        manifest = await download_verified(store, prefix, args.version, out)
+        manifest = await download_verified(store, prefix, args.version, out, args.expect_sha256)
         source = args.source or store.location(prefix, args.version)
     if args.dockerfile:
         dockerfile = render_dockerfile(

@@ -15,6 +15,7 @@ from modelapp_operator.store.errors import (
     StoreConfigError,
     StoreError,
     StoreUnavailable,
+    VersionChanged,
     VersionExists,
     VersionNotFound,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "StoreError",
     "StoreOptions",
     "StoreUnavailable",
+    "VersionChanged",
     "VersionExists",
     "VersionNotFound",
     "VersionRef",

@@ -273,10 +273,12 @@ def store_from_credentials(
     *,
     options: StoreOptions | None = None,
     token_credential: AsyncTokenCredential | None = None,
+    owns_token_credential: bool = False,
 ) -> AzureBlobStore:
     """Build a store from whichever credential is set: connection string, SAS, account key, else Entra ID.
 
-    ``token_credential`` replaces DefaultAzureCredential (which is then not created). Raises StoreConfigError.
+    ``token_credential`` replaces DefaultAzureCredential (which is then not created); with
+    ``owns_token_credential`` the store closes it. Raises StoreConfigError.
     """
     opts = options or StoreOptions()
     # The counting hook must exist before the client, and the store is built around the client.
@@ -294,6 +296,8 @@ def store_from_credentials(
             if not account_url:
                 raise StoreConfigError("an account URL is required unless a connection string is given")
             credential, owned = _credential(account_url, creds, token_credential)
+            if owns_token_credential and credential is token_credential:
+                owned = token_credential
             service = BlobServiceClient(account_url, credential=credential, **client_kwargs)
     except StoreConfigError:
         raise

@@ -24,7 +24,7 @@ from modelapp_bundle import (
     verify_files,
 )
 
-from modelapp_operator.store.errors import ManifestInvalid, VersionExists, VersionNotFound
+from modelapp_operator.store.errors import ManifestInvalid, VersionChanged, VersionExists, VersionNotFound
 from modelapp_operator.store.model import (
     BlobInfo,
     ContainerSnapshot,
@@ -194,9 +194,11 @@ class BlobModelStore(abc.ABC):
         return f"version {version!r} already exists in {self._container}/{normalize_prefix(prefix)}"
 
 
-async def download_verified(store: ModelStore, prefix: str, version: str, dest: Path) -> Manifest:
+async def download_verified(
+    store: ModelStore, prefix: str, version: str, dest: Path, expect_sha256: str | None = None
+) -> Manifest:
     """Download into a hidden staging directory inside ``dest`` and move files into place only once all
-    verified.
+    verified, and (with ``expect_sha256``) only if the version is still the one that was resolved.
 
     ``dest`` is the one place written: where fetch runs (an init container with a read-only root
     filesystem), its parent, the working directory, HOME and TMPDIR may all be read-only. On any
@@ -209,6 +211,8 @@ async def download_verified(store: ModelStore, prefix: str, version: str, dest: 
         manifest = await store.download_version(prefix, version, staging)
         # Re-read from disk: what gets moved is exactly what was verified.
         await asyncio.to_thread(verify_files, staging, manifest)
+        if expect_sha256 is not None and manifest.sha256 != expect_sha256:
+            raise VersionChanged(version, expect_sha256, manifest.sha256)
         await asyncio.to_thread(_move_into, staging, dest, [*sorted(manifest.files), MANIFEST_FILE])
         done = True
         return manifest

@@ -29,6 +29,18 @@ class VersionNotFound(StoreError):
     """No complete version (one whose manifest exists) by that name."""
 
 
+class VersionChanged(StoreError):
+    """The version's bundle is not the one expected: it was republished (``publish --force``) since it was
+    resolved, so what would be fetched differs from what the ModelApp's status says."""
+
+    def __init__(self, version: str, expected: str, actual: str) -> None:
+        self.version, self.expected, self.actual = version, expected, actual
+        super().__init__(
+            f"version {version} changed since it was resolved: its bundle sha256 is {actual}, "
+            f"expected {expected}; nothing was fetched (republished? the operator resolves it again)"
+        )
+
+
 class VersionExists(StoreError):
     """Publishing would overwrite a complete version and overwriting was not asked for."""
 
@@ -45,6 +57,7 @@ __all__ = [
     "StoreConfigError",
     "StoreError",
     "StoreUnavailable",
+    "VersionChanged",
     "VersionExists",
     "VersionNotFound",
 ]

@@ -237,3 +237,47 @@ def test_wrong_key_is_a_clean_error(azurite: Azurite, raw_container: ContainerCl
     assert result.returncode == 1
     assert "access denied" in result.stderr
     assert wrong not in result.stderr
+
+
+def test_fetch_of_a_version_republished_since_it_was_resolved_fails_and_leaves_nothing(
+    env: dict[str, str], bundle_dir: Path, tmp_path: Path
+) -> None:
+    """The operator passes the sha256 it resolved: a `publish --force` in between must not reach a pod."""
+    assert run("publish", str(bundle_dir), "--version", "1", env=env).returncode == 0
+    [row] = json.loads(run("versions", "--json", env=env).stdout)
+    (bundle_dir / "model.onnx").write_bytes(b"retrained weights")
+    assert run("publish", str(bundle_dir), "--version", "1", "--force", env=env).returncode == 0
+
+    out = tmp_path / "models"
+    out.mkdir()
+    fetched = run("fetch", "--version", "1", "--expect-sha256", row["sha256"], "--out", str(out), env=env)
+    assert fetched.returncode == 1, fetched.stdout
+    assert f"expected {row['sha256']}" in fetched.stderr
+    assert "changed since it was resolved" in fetched.stderr
+    assert "Traceback" not in fetched.stderr
+    assert list(out.iterdir()) == []
+
+    [now] = json.loads(run("versions", "--json", env=env).stdout)
+    again = run("fetch", "--version", "1", "--expect-sha256", now["sha256"], "--out", str(out), env=env)
+    assert again.returncode == 0, again.stderr
+
+
+def test_fetch_reads_a_mounted_secret_with_the_operators_key_mapping(
+    azurite: Azurite, raw_container: ContainerClient, env: dict[str, str], bundle_dir: Path, tmp_path: Path
+) -> None:
+    """A Secret whose key the operator accepts (here AZURE_STORAGE_CONNECTION_STRING) works in the fetch too."""
+    assert run("publish", str(bundle_dir), "--version", "1", env=env).returncode == 0
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "AZURE_STORAGE_CONNECTION_STRING").write_text(azurite.connection_string)
+    (secret / "..data").mkdir()  # what a projected Secret volume also holds: ignored
+    mounted = {
+        "MODELAPP_CREDENTIALS_DIR": str(secret),
+        "MODELAPP_CONTAINER": raw_container.container_name,
+        "MODELAPP_PREFIX": "diabetes/",
+        "MODELAPP_CREDENTIAL": "workload-identity",  # a Secret wins: no token is asked for
+    }
+    out = tmp_path / "models"
+    fetched = run("fetch", "--version", "1", "--out", str(out), env=mounted)
+    assert fetched.returncode == 0, fetched.stderr
+    assert (out / "model.onnx").exists()

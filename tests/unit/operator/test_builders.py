@@ -47,7 +47,15 @@ def test_pod_template_fetches_the_version_in_an_init_container() -> None:
     t = template_for("1.2.0")
     fetch = _container(t, "fetch-model", init=True)
     assert fetch["image"] == IMAGES.fetch
-    assert fetch["args"] == ["fetch", "--version", "1.2.0", "--out", f"/models/{NAME}"]
+    assert fetch["args"] == [
+        "fetch",
+        "--version",
+        "1.2.0",
+        "--expect-sha256",
+        sha_of("1.2.0"),
+        "--out",
+        f"/models/{NAME}",
+    ]
     assert {"name": "models", "mountPath": "/models"} in fetch["volumeMounts"]
     scorer = _container(t, "scorer")
     assert scorer["image"] == IMAGES.scorer
@@ -56,7 +64,7 @@ def test_pod_template_fetches_the_version_in_an_init_container() -> None:
     assert scorer["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert t["metadata"]["annotations"][ANN_MODEL_VERSION] == "1.2.0"
     assert t["metadata"]["annotations"][ANN_MODEL_SHA256] == sha_of("1.2.0")
-    assert {v["name"] for v in t["spec"]["volumes"]} == {"tmp", "models"}
+    assert {v["name"] for v in t["spec"]["volumes"]} == {"tmp", "models", "store-credentials"}
 
 
 def test_pod_template_model_name_and_port_follow_the_spec() -> None:
@@ -84,15 +92,16 @@ def test_store_env_carries_secrets_only_as_references() -> None:
     assert by_name["MODELAPP_ACCOUNT_URL"]["value"] == "https://acct.blob.core.windows.net"
     assert by_name["MODELAPP_CONTAINER"]["value"] == "models"
     assert by_name["MODELAPP_PREFIX"]["value"] == "diabetes/"
-    for var, key in (
-        ("MODELAPP_CONNECTION_STRING", "connectionString"),
-        ("MODELAPP_SAS_TOKEN", "sasToken"),
-        ("MODELAPP_ACCOUNT_KEY", "accountKey"),
-    ):
-        assert by_name[var] == {
-            "name": var,
-            "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": key, "optional": True}},
-        }
+    # The Secret is a volume in the fetch container alone, read with the operator's own key mapping.
+    assert by_name["MODELAPP_CREDENTIALS_DIR"]["value"] == builders.STORE_CREDENTIALS_DIR
+    assert {"name": "store-credentials", "secret": {"secretName": SECRET_NAME, "defaultMode": 0o444}} in t[
+        "spec"
+    ]["volumes"]
+    fetch_mounts = _container(t, "fetch-model", init=True)["volumeMounts"]
+    assert {"name": "store-credentials", "mountPath": builders.STORE_CREDENTIALS_DIR, "readOnly": True} in (
+        fetch_mounts
+    )
+    assert all(m["name"] != "store-credentials" for m in _container(t, "scorer")["volumeMounts"])
     # No env entry anywhere in the pod carries a literal credential.
     for container in [*t["spec"]["containers"], *t["spec"]["initContainers"]]:
         for e in container.get("env", []):
@@ -121,7 +130,10 @@ def test_workload_identity_pods_get_the_label_and_client_id() -> None:
     assert t["metadata"]["labels"]["azure.workload.identity/use"] == "true"
     env = {e["name"]: e for e in _container(t, "fetch-model", init=True)["env"]}
     assert env["AZURE_CLIENT_ID"] == {"name": "AZURE_CLIENT_ID", "value": "client-guid"}
-    assert "MODELAPP_CONNECTION_STRING" not in env
+    # The federated token alone (never the node's managed identity), and only the fetch step gets it.
+    assert env["MODELAPP_CREDENTIAL"] == {"name": "MODELAPP_CREDENTIAL", "value": "workload-identity"}
+    assert "MODELAPP_CREDENTIALS_DIR" not in env
+    assert t["metadata"]["annotations"]["azure.workload.identity/skip-containers"] == "scorer"
     # With a Secret, the workload identity webhook is not asked for.
     assert "azure.workload.identity/use" not in template_for("1.0.0")["metadata"]["labels"]
 

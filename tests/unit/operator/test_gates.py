@@ -235,6 +235,8 @@ def test_build_job_fetches_the_model_and_writes_the_dockerfile(
         "fetch",
         "--version",
         "1.0.0",
+        "--expect-sha256",
+        sha_of("1.0.0"),
         "--out",
         "/workspace",
         "--dockerfile",
@@ -1067,3 +1069,18 @@ def test_effective_quarantine_agrees_with_plan(
     predicted = {q.version for q in effective_quarantine(parse_status(app["status"]), annotations)}
     assert predicted == set(quarantined(p))
     assert set(p.remove_annotations) == set(annotations) - {ANN_APPROVE}
+
+
+def test_workload_identity_build_pods_keep_the_token_from_kaniko() -> None:
+    spec = image_spec(
+        source=BlobSource("https://a.blob.core.windows.net", "models", "d/", None, "client-guid")
+    )
+    meta = the_build_job("1.0.0", spec)["spec"]["template"]["metadata"]
+    assert meta["labels"]["azure.workload.identity/use"] == "true"
+    assert meta["annotations"]["azure.workload.identity/skip-containers"] == "kaniko"
+    # With a Secret instead: mounted into the fetch step alone.
+    pod = the_build_job("1.0.0")["spec"]["template"]["spec"]
+    (fetch,) = pod["initContainers"]
+    (kaniko,) = pod["containers"]
+    assert any(m["name"] == "store-credentials" for m in fetch["volumeMounts"])
+    assert all(m["name"] != "store-credentials" for m in kaniko["volumeMounts"])

@@ -242,3 +242,20 @@ def test_versions_table() -> None:
     assert lines[1].split() == ["1.0", "2026-01-01T00:00:00+00:00", "abababababab", "r2=0.46"]
     assert lines[2].split() == ["bad", "-", "-", "invalid", "manifest"]
     assert lines[3].split()[-1] == "-"
+
+
+def test_workload_identity_without_its_token_is_a_clear_error_not_the_default_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pods the operator starts must never fall back to the node's managed identity (IMDS)."""
+    for var in ("AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    settings = CliSettings(
+        account_url="https://acct.blob.core.windows.net", container="models", credential="workload-identity"
+    )
+    code = main(["fetch", "--version", "1", "--out", str(tmp_path / "m")], settings)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "AZURE_FEDERATED_TOKEN_FILE" in err
+    assert "azure.workload.identity/use" in err
+    assert not (tmp_path / "m").exists()
