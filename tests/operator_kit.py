@@ -46,6 +46,9 @@ class OperatorProcess:
             "MODELAPP_OPERATOR_METRICS_PORT": "0",
             "MODELAPP_OPERATOR_SCORER_IMAGE": "registry.example/scoring-service:test",
             "MODELAPP_OPERATOR_FETCH_IMAGE": "registry.example/modelapp-operator:test",
+            # The KWOK stories name other images of this made-up registry (kwok-fail ones among them).
+            "MODELAPP_OPERATOR_ALLOWED_SERVE_IMAGES": "registry.example/*",
+            "MODELAPP_OPERATOR_ALLOWED_KANIKO_IMAGES": "registry.example/*",
             **self.env,
         }
         log = self.log_path.open("ab")

@@ -47,6 +47,7 @@ class Draft:
     target: Target | None = None  # what the pods should run
     waiting: Waiting | None = None  # why the candidate does not roll yet (approval)
     stalled: Stalled | None = None
+    refused: Stalled | None = None  # the spec names what the operator does not allow: nothing new rolls
     conditions: dict[str, Condition] = field(default_factory=dict)
     # The writes and reports.
     apply: tuple[dict[str, Any], ...] = ()

@@ -69,6 +69,7 @@ class Reason(StrEnum):
     STORE_MISCONFIGURED = "StoreMisconfigured"
     MANIFEST_INVALID = "ManifestInvalid"
     SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a reason, not a password
+    IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     NEW_VERSION = "NewVersion"
     DETECTED = "Detected"
     NOT_BETTER = "NotBetter"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from modelapp_operator.draft import Context, Draft
 from modelapp_operator.snapshot import Images, Observed, Plan
 from modelapp_operator.stages.actions import user_actions
+from modelapp_operator.stages.admit import admit
 from modelapp_operator.stages.approve import approve
 from modelapp_operator.stages.build import build
 from modelapp_operator.stages.promote import promote
@@ -23,6 +24,7 @@ from modelapp_operator.stages.verify import verify
 Stage = Callable[[Context, Draft], Draft]
 
 STAGES: tuple[Stage, ...] = (
+    admit,  # the spec names only images the operator allows
     user_actions,  # `modelapp reject/rollback/unquarantine` become status
     resolve_version,  # the version the policy picks, and the newest one in the store
     promote,  # a candidate that does not beat what serves stays out

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from modelapp_operator.snapshot import Images
+from modelapp_operator.snapshot import AllowedImages, Images
 
 
 class OperatorSettings(BaseSettings):
@@ -34,6 +34,17 @@ class OperatorSettings(BaseSettings):
     )
     """Kaniko executor for build Jobs: the maintained osscontainertools fork, pinned by digest."""
 
+    allowed_serve_images: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Images a ModelApp's serve.image may name besides scorer_image: comma-separated shell-style patterns
+    (``*`` matches across ``/``). Empty: only scorer_image."""
+
+    allowed_base_images: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Images a ModelApp's build.baseImage may name besides base_image (patterns, as above)."""
+
+    allowed_kaniko_images: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Images a ModelApp's build.kanikoImage may name besides kaniko_image (patterns, as above). Kaniko runs as
+    root with the push Secret mounted: widen this only to executors you trust."""
+
     metrics_port: int = 9090
     """Port of the Prometheus /metrics endpoint; 0 turns it off."""
 
@@ -54,11 +65,22 @@ class OperatorSettings(BaseSettings):
 
     @property
     def images(self) -> Images:
+        allowed = AllowedImages(
+            serve=tuple(self.allowed_serve_images),
+            base=tuple(self.allowed_base_images),
+            kaniko=tuple(self.allowed_kaniko_images),
+        )
         return Images(
-            fetch=self.fetch_image, scorer=self.scorer_image, kaniko=self.kaniko_image, base=self.base_image
+            fetch=self.fetch_image,
+            scorer=self.scorer_image,
+            kaniko=self.kaniko_image,
+            base=self.base_image,
+            allowed=allowed,
         )
 
-    @field_validator("namespaces", mode="before")
+    @field_validator(
+        "namespaces", "allowed_serve_images", "allowed_base_images", "allowed_kaniko_images", mode="before"
+    )
     @classmethod
     def _split_namespaces(cls, value: object) -> object:
         if isinstance(value, str):

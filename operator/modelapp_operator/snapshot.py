@@ -37,13 +37,25 @@ class Waiting:
 
 
 @dataclass(frozen=True)
+class AllowedImages:
+    """Images a ModelApp may name besides the operator's defaults: shell-style patterns (``*`` matches across
+    ``/``), e.g. ``myacr.azurecr.io/scoring/*``. Empty: only the default."""
+
+    serve: tuple[str, ...] = ()
+    base: tuple[str, ...] = ()
+    kaniko: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Images:
-    """Operator-wide image defaults (chart values), used where the spec leaves one out."""
+    """Operator-wide image defaults (chart values), used where the spec leaves one out, and what else a
+    ModelApp may name."""
 
     fetch: str
     scorer: str
     kaniko: str
     base: str
+    allowed: AllowedImages = AllowedImages()
 
 
 # --- the observed world ----------------------------------------------------------------------------------

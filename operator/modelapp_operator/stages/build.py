@@ -24,6 +24,8 @@ def build(ctx: Context, d: Draft) -> Draft:
     info, spec = d.candidate, ctx.obs.spec
     if info is None:
         return d
+    if d.refused is not None:
+        return d.replace(candidate=None)
     if not image_packaging(ctx):
         return d.replace(target=Target(info.version, info.sha256, spec.image or ctx.images.scorer))
     bh = builders.build_hash(spec, ctx.images, info.version, info.sha256, d.status.attempt(info.version))

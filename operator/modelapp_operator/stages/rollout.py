@@ -25,7 +25,9 @@ def _rolled(status: str, reason: Reason, message: str) -> Condition:
 def roll_out(ctx: Context, d: Draft) -> Draft:
     dep = ctx.obs.deployment
     target = d.target
-    if target is None and dep is not None:
+    if d.refused is not None:
+        target = None  # keep what runs: the spec names an image the operator does not allow
+    elif target is None and dep is not None:
         # No new version may roll (gated, building, store down): the serving one still follows spec
         # changes such as resources or the scorer image.
         target = serving_target(ctx, d)

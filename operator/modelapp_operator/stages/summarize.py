@@ -18,7 +18,7 @@ _FAILED_GATE = {Reason.BUILD_FAILED: Cond.IMAGE_BUILT, Reason.CONTRACT_FAILED: C
 def summarize(ctx: Context, d: Draft) -> Draft:
     obs = ctx.obs
     d = _latest_failure(_kept_gates(ctx, d))
-    stalled = obs.stalled or d.stalled
+    stalled = obs.stalled or d.refused or d.stalled
     if obs.store.versions is None and isinstance(obs.store.problem, Stalled):
         stalled = stalled or obs.store.problem
     resolved = d.decided(Cond.MODEL_RESOLVED)

@@ -9,6 +9,7 @@ from typing import Any
 
 from modelapp_operator import builders
 from modelapp_operator.snapshot import (
+    AllowedImages,
     DeploymentState,
     Images,
     ManifestInfo,
@@ -39,6 +40,8 @@ IMAGES = Images(
     scorer="registry.example/scoring-service:1.0",
     kaniko="registry.example/kaniko@sha256:" + "0" * 64,
     base="registry.example/scoring-service:1.0",
+    # The planner's tests name many images; test_admit checks the allow-lists themselves.
+    allowed=AllowedImages(serve=("*",), base=("*",), kaniko=("*",)),
 )
 
 

@@ -60,6 +60,7 @@ def start(o: Observed, **changes: Any) -> Draft:
 def test_the_stages_run_in_the_documented_order() -> None:
     names = [s.__name__ for s in STAGES]
     assert names == [
+        "admit",
         "user_actions",
         "resolve_version",
         "promote",
