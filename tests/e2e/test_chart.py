@@ -17,8 +17,9 @@ from testbed import REPO, kubectl
 pytestmark = pytest.mark.e2e
 
 MODES: dict[str, dict[str, Any]] = {
-    "cluster-wide": {},
-    "cluster-wide-ha": {"ha": {"enabled": True}},
+    "default": {},
+    "cluster-wide": {"clusterWide": True},
+    "cluster-wide-ha": {"clusterWide": True, "ha": {"enabled": True}},
     "namespaced": {"watchNamespaces": ["ns1", "ns2"]},
     "namespaced-ha": {"watchNamespaces": ["ns1", "ns2"], "ha": {"enabled": True}},
     "workload-identity": {
@@ -147,7 +148,7 @@ def test_the_operator_pod_is_placed_by_node_selector_and_tolerations() -> None:
 
 
 def test_ha_runs_peered_replicas_with_a_peering_object() -> None:
-    docs = render({"ha": {"enabled": True}})
+    docs = render({"clusterWide": True, "ha": {"enabled": True}})
     dep = find(docs, "Deployment")
     assert dep["spec"]["replicas"] == 2
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -159,6 +160,25 @@ def test_ha_runs_peered_replicas_with_a_peering_object() -> None:
     find(namespaced, "KopfPeering", "t-modelapp-operator", "a")
     find(namespaced, "KopfPeering", "t-modelapp-operator", "b")
     assert not [d for d in namespaced if d["kind"] == "ClusterKopfPeering"]
+
+
+def test_the_default_is_namespaced_to_the_release_namespace_and_cluster_wide_is_asked_for() -> None:
+    docs = render({})
+    args = find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "--namespace=modelapp-system"
+    assert "--all-namespaces" not in args
+    find(docs, "Role", namespace="modelapp-system")
+    (cluster_role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert {r["resources"][0] for r in cluster_role["rules"]} == {"customresourcedefinitions", "namespaces"}
+    wide = render({"clusterWide": True})
+    assert "--all-namespaces" in find(wide, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [d for d in wide if d["kind"] == "Role"]
+    proc = helm(
+        "template", "t", str(CHART), "--kube-version", KUBE_VERSION,
+        *set_args({"clusterWide": True, "watchNamespaces": ["a"]}), check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "clusterWide: true follows every namespace" in proc.stderr
 
 
 def test_namespaced_mode_uses_roles_and_starts_the_operator_per_namespace() -> None:

@@ -91,7 +91,7 @@ def sa_user(namespace: str, release: str) -> str:
 def test_install_waits_for_the_operator_and_uninstall_removes_everything(
     namespace: str, install: Installer
 ) -> None:
-    release = install()
+    release = install({"clusterWide": True})
     name = release + SA_SUFFIX
     dep = json.loads(kubectl("-n", namespace, "get", "deployment", name, "-o", "json").stdout)
     assert dep["status"]["availableReplicas"] == 1
@@ -111,7 +111,7 @@ def test_install_waits_for_the_operator_and_uninstall_removes_everything(
 def test_cluster_wide_service_account_can_do_its_job_and_nothing_more(
     namespace: str, app_namespace: str, install: Installer
 ) -> None:
-    sa = sa_user(namespace, install())
+    sa = sa_user(namespace, install({"clusterWide": True}))
     for verb, resource, *sub in NEEDED_IN_NAMESPACE:
         assert can_i(sa, verb, resource, *sub, namespace=app_namespace), (verb, resource, sub)
     assert can_i(sa, "watch", "customresourcedefinitions.apiextensions.k8s.io")

@@ -115,3 +115,18 @@ ClusterRole (every namespace) or into a Role per watched namespace. Every rule s
   verbs: [list]
 {{- end }}
 {{- end -}}
+
+{{/* The namespaces the operator follows, as JSON: [] in cluster-wide mode, else watchNamespaces or, by
+default, the release's own namespace (least privilege: namespaced Roles unless clusterWide is asked for). */}}
+{{- define "modelapp-operator.namespaces" -}}
+{{- if .Values.clusterWide -}}
+{{- if .Values.watchNamespaces -}}
+{{- fail "clusterWide: true follows every namespace; leave watchNamespaces empty (or set clusterWide: false)" -}}
+{{- end -}}
+[]
+{{- else if .Values.watchNamespaces -}}
+{{- toJson .Values.watchNamespaces -}}
+{{- else -}}
+{{- list .Release.Namespace | toJson -}}
+{{- end -}}
+{{- end -}}
