@@ -17,7 +17,8 @@ EventPoster = Callable[[dict[str, Any], Event], None]
 
 
 class Applier:
-    def __init__(self, api: client.ApiClient, post_event: EventPoster) -> None:
+    def __init__(self, api: client.ApiClient, post_event: EventPoster, timeout: float) -> None:
+        self.timeout = timeout
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.batch = client.BatchV1Api(api)
@@ -36,12 +37,19 @@ class Applier:
             # the resourceVersion we observed makes it conditional: if someone changed the object
             # since, the API server answers 409 and the next reconcile decides again on fresh data.
             await self.custom.replace_namespaced_custom_object_status(
-                GROUP, VERSION, ns, PLURAL, name, {**app, "status": body}
+                GROUP, VERSION, ns, PLURAL, name, {**app, "status": body}, _request_timeout=self.timeout
             )
         if decided.remove_annotations:
             remove = {"metadata": {"annotations": dict.fromkeys(decided.remove_annotations)}}
             await self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
-                GROUP, VERSION, ns, PLURAL, name, remove, _content_type=kubeapi.MERGE
+                GROUP,
+                VERSION,
+                ns,
+                PLURAL,
+                name,
+                remove,
+                _content_type=kubeapi.MERGE,
+                _request_timeout=self.timeout,
             )
         for event in decided.events:
             self.post_event(app, event)
@@ -50,7 +58,7 @@ class Applier:
 
     async def _create_job(self, namespace: str, job: dict[str, Any]) -> None:
         try:
-            await self.batch.create_namespaced_job(namespace, job)  # type: ignore[arg-type]  # dicts pass as they are
+            await self.batch.create_namespaced_job(namespace, job, _request_timeout=self.timeout)  # type: ignore[arg-type]  # dicts pass as they are
         except ApiException as exc:
             if not kubeapi.is_conflict(exc):  # the same inputs already have their Job (deterministic name)
                 raise

@@ -117,6 +117,8 @@ def fetch_container(spec: AppSpec, images: Images, version: str, sha256: str, ou
         ],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
         "securityContext": container_security_context(),
+        # Its error, not a stack of log lines, is what the operator reports when the pod cannot start.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 

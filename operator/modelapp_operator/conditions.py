@@ -10,6 +10,8 @@ from typing import Literal
 from modelapp_operator.status import ConditionStatus, rfc3339
 
 Status = Literal["True", "False", "Unknown"]
+# Messages carry what others wrote (a build log's tail, the API server's refusal): keep the status small.
+MESSAGE_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ def merge_conditions(
                 type=cond.type,
                 status=cond.status,
                 reason=cond.reason,
-                message=cond.message,
+                message=cap(cond.message),
                 last_transition_time=prior.last_transition_time if kept and prior else rfc3339(now),
                 observed_generation=generation,
             )
@@ -46,3 +48,7 @@ def merge_conditions(
 
 def find(conditions: Iterable[ConditionStatus], type_: str) -> ConditionStatus | None:
     return next((c for c in conditions if c.type == type_), None)
+
+
+def cap(message: str, limit: int = MESSAGE_CHARS) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from modelapp_operator.conditions import Condition
+from modelapp_operator.conditions import Condition, cap
 from modelapp_operator.names import Cond, Reason, Stage
 from modelapp_operator.snapshot import Event, Images, ManifestInfo, Observed, Plan, Stalled, Target, Waiting
 from modelapp_operator.status import (
@@ -70,7 +70,7 @@ class Draft:
         return self.conditions.get(type_)
 
     def emit(self, type_: Literal["Normal", "Warning"], reason: Reason, message: str) -> Draft:
-        return self.replace(events=(*self.events, Event(type_, reason, message)))
+        return self.replace(events=(*self.events, Event(type_, reason, cap(message))))
 
     def record(
         self,
@@ -86,7 +86,7 @@ class Draft:
             version=version,
             event=event,
             at=ctx.now,
-            message=message,
+            message=cap(message),
             image=image or None,
             duration_seconds=round(duration, 3) if duration is not None else None,
         )
@@ -95,7 +95,7 @@ class Draft:
     def quarantine(
         self, ctx: Context, version: str, etag: str, sha256: str, reason: Reason, message: str
     ) -> Draft:
-        entry = QuarantineEntry(version, etag, sha256, reason, message, ctx.now)
+        entry = QuarantineEntry(version, etag, sha256, reason, cap(message), ctx.now)
         return self.replace(status=self.status.with_quarantine(entry))
 
     def observe(self, metric: str, value: float) -> Draft:

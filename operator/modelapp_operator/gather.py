@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,11 +18,13 @@ from modelapp_operator import builders, kubeapi
 from modelapp_operator.names import (
     ANN_LAST_GOOD,
     ANN_SPEC_HASH,
+    ANN_TEMPLATE_HASH,
     GROUP,
     LABEL_MODELAPP,
     PLURAL,
     VERSION,
     Reason,
+    selector_labels,
 )
 from modelapp_operator.policy import Quarantine, candidates, effective_quarantine
 from modelapp_operator.poller import AppKey, ContainerPoller, Endpoint, PollerRegistry, Subscription
@@ -42,6 +45,7 @@ from modelapp_operator.store import BlobCredentials, StoreError
 # How many candidates' manifests one reconcile reads before it gives up on finding a usable one.
 MANIFEST_TRIES = 5
 TERMINATION_CHARS = 2000
+FETCH_FAILURE_CHARS = 600
 
 
 def utcnow() -> datetime:
@@ -74,12 +78,13 @@ class Gatherer:
         self.registry = registry
         self.credentials = credentials
         self.clock = clock
+        self.timeout = settings.api_timeout_seconds
 
     async def observe(self, key: AppKey) -> Observed | None:
         """The snapshot, or None when the ModelApp is gone or going."""
         try:
             app: dict[str, Any] = await self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, key.namespace, PLURAL, key.name
+                GROUP, VERSION, key.namespace, PLURAL, key.name, _request_timeout=self.timeout
             )
         except ApiException as exc:
             if kubeapi.is_not_found(exc):
@@ -102,8 +107,14 @@ class Gatherer:
         if endpoint is None:
             return StoreView(None, None), stalled
         poller = self.registry.subscribe(key, endpoint, Subscription(spec.source.prefix, spec.poll_interval))
+        self.evict_credentials()  # e.g. the endpoint of a Secret before it rotated
         await poller.first_listing(self.settings.first_listing_timeout)
         return await self._store_view(key, spec, poller, effective_quarantine(status, annotations)), None
+
+    def evict_credentials(self) -> None:
+        """Forget the credentials of endpoints no poller reads any more (a rotated Secret, a deleted app)."""
+        for endpoint in [e for e in self.credentials if e not in self.registry.pollers]:
+            del self.credentials[endpoint]
 
     async def _endpoint(self, key: AppKey, spec: AppSpec) -> tuple[Endpoint | None, Stalled | None]:
         src = spec.source
@@ -111,7 +122,9 @@ class Gatherer:
         credential = f"default:{src.workload_identity_client_id or ''}"
         if src.secret_name:
             try:
-                secret = await self.core.read_namespaced_secret(src.secret_name, key.namespace)
+                secret = await self.core.read_namespaced_secret(
+                    src.secret_name, key.namespace, _request_timeout=self.timeout
+                )
             except ApiException as exc:
                 if kubeapi.is_not_found(exc):
                     return None, Stalled(
@@ -156,7 +169,9 @@ class Gatherer:
 
     async def _deployment(self, key: AppKey) -> DeploymentState | None:
         try:
-            d = await self.apps.read_namespaced_deployment(key.name, key.namespace)
+            d = await self.apps.read_namespaced_deployment(
+                key.name, key.namespace, _request_timeout=self.timeout
+            )
         except ApiException as exc:
             if kubeapi.is_not_found(exc):
                 return None
@@ -168,7 +183,7 @@ class Gatherer:
             c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
             for c in status.get("conditions") or []
         )
-        return DeploymentState(
+        state = DeploymentState(
             generation=int(raw["metadata"].get("generation", 0)),
             observed_generation=int(status.get("observedGeneration", 0)),
             spec_replicas=int(raw["spec"].get("replicas", 1)),
@@ -180,13 +195,36 @@ class Gatherer:
             last_good=builders.parse_last_good(annotations.get(ANN_LAST_GOOD)),
             deadline_exceeded=deadline,
         )
+        if state.complete or "initContainers" not in state.template.get("spec", {}):
+            return state
+        return replace(state, pod_problem=await self._fetch_failure(key, state.template_hash))
+
+    async def _fetch_failure(self, key: AppKey, template_hash: str) -> str:
+        """Why the newest pods' fetch init container fails, in its own words; "" when it does not."""
+        pods = await self.core.list_namespaced_pod(
+            key.namespace,
+            label_selector=",".join(f"{k}={v}" for k, v in selector_labels(key.name).items()),
+            _request_timeout=self.timeout,
+        )
+        for pod in pods.items:
+            if (pod.metadata.annotations or {}).get(ANN_TEMPLATE_HASH) != template_hash:
+                continue
+            for cs in pod.status.init_container_statuses or []:
+                if cs.name != builders.FETCH_CONTAINER:
+                    continue
+                for state in (cs.state, cs.last_state):
+                    term = state.terminated if state else None
+                    if term is not None and term.exit_code:
+                        why = " ".join(str(term.message or term.reason or "").split())[-FETCH_FAILURE_CHARS:]
+                        return f"{builders.FETCH_CONTAINER} in pod {pod.metadata.name} failed: {why}"
+        return ""
 
     async def _jobs(self, key: AppKey, spec: AppSpec) -> dict[str, JobState]:
         """This app's build and verify Jobs; finished ones with the tail of their termination message."""
         if spec.packaging != "Image":
             return {}
         jobs = await self.batch.list_namespaced_job(
-            key.namespace, label_selector=f"{LABEL_MODELAPP}={key.name}"
+            key.namespace, label_selector=f"{LABEL_MODELAPP}={key.name}", _request_timeout=self.timeout
         )
         states = [await self._job_state(key.namespace, job) for job in jobs.items]
         return {s.name: s for s in states}
@@ -219,14 +257,18 @@ class Gatherer:
     async def _pod_refusal(self, namespace: str, job_uid: str) -> str:
         """The newest FailedCreate event of a Job: the API server's own words for refusing its pods."""
         events = await self.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.uid={job_uid},reason=FailedCreate"
+            namespace,
+            field_selector=f"involvedObject.uid={job_uid},reason=FailedCreate",
+            _request_timeout=self.timeout,
         )
         newest = max(events.items, key=_event_time, default=None)
         return str(newest.message or "")[:TERMINATION_CHARS] if newest is not None else ""
 
     async def _termination_message(self, namespace: str, job_name: str) -> str:
         """The newest pod's termination message: Kaniko's digest, or the tail of a failure."""
-        pods = await self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
+        pods = await self.core.list_namespaced_pod(
+            namespace, label_selector=f"job-name={job_name}", _request_timeout=self.timeout
+        )
         newest = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp)[-1:] if pods.items else []
         for pod in newest:
             for cs in pod.status.container_statuses or []:
@@ -237,7 +279,7 @@ class Gatherer:
 
     async def _service_exists(self, key: AppKey) -> bool:
         try:
-            await self.core.read_namespaced_service(key.name, key.namespace)
+            await self.core.read_namespaced_service(key.name, key.namespace, _request_timeout=self.timeout)
         except ApiException as exc:
             if kubeapi.is_not_found(exc):
                 return False

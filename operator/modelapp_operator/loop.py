@@ -58,7 +58,7 @@ class Reconciler:
         factory = store_factory or self._azure_store
         self.registry = PollerRegistry(lambda ep: factory(ep, credentials[ep]), self.wake)
         self.gather = Gatherer(api, settings, self.registry, credentials, clock)
-        self.applier = Applier(api, post_event)
+        self.applier = Applier(api, post_event, settings.api_timeout_seconds)
         self._wakes: dict[AppKey, asyncio.Event] = {}
         self._fingerprints: dict[AppKey, object] = {}
         self._failures: dict[AppKey, int] = {}
@@ -99,6 +99,8 @@ class Reconciler:
             self._fingerprints.pop(key, None)
             self._failures.pop(key, None)
             self.registry.unsubscribe(key)
+            self.gather.evict_credentials()
+            metrics.forget(key.namespace, key.name)
 
     async def reconcile_guarded(self, key: AppKey) -> float | None:
         """One reconcile; a failure is logged and counted, and the next try waits its backoff."""

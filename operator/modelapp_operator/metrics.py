@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram
 
 VERSIONS_SEEN = Counter(
@@ -49,5 +51,23 @@ OBSERVATIONS = {
 }
 
 
+PER_APP: tuple[Counter | Histogram, ...] = (
+    VERSIONS_SEEN,
+    ROLLOUTS,
+    ROLLOUT_FAILURES,
+    TIME_TO_SERVING,
+    BUILD_SECONDS,
+    BUILD_FAILURES,
+    VERIFY_SECONDS,
+)
+
+
 def observe(namespace: str, name: str, metric: str, value: float) -> None:
     OBSERVATIONS[metric](namespace, name, value)
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop a deleted ModelApp's series: with many tenants coming and going they would only grow."""
+    for metric in PER_APP:
+        with contextlib.suppress(KeyError):
+            metric.remove(namespace, name)

@@ -100,6 +100,7 @@ class Reason(StrEnum):
     ROLLED_OUT = "RolledOut"
     ROLLED_BACK = "RolledBack"
     ROLLOUT_FAILED = "RolloutFailed"
+    FETCH_FAILED = "FetchFailed"
     SCALED = "Scaled"
     SERVING = "Serving"
     NOT_SERVING = "NotServing"

@@ -57,6 +57,9 @@ class OperatorSettings(BaseSettings):
     first_listing_timeout: float = Field(default=30.0, gt=0)
     """How long a reconcile waits for a new poller's first listing before reporting the store as unavailable."""
 
+    api_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Deadline of every Kubernetes API call the operator makes (its watches have kopf's own)."""
+
     store_connection_timeout: float = Field(default=5.0, gt=0)
     """Seconds to connect to the blob endpoint."""
 

@@ -122,6 +122,8 @@ class DeploymentState:
     spec_hash: str
     last_good: dict[str, Any] | None
     deadline_exceeded: bool
+    # Why the newest pods do not start, in their own words (a failing fetch init container), if they don't.
+    pod_problem: str = ""
 
     @property
     def template_hash(self) -> str:

@@ -20,6 +20,8 @@ from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 from modelapp_operator.names import Stage
 
 HISTORY_LIMIT = 20
+# The oldest entries go first; a version quarantined that long ago is rarely a candidate any more.
+QUARANTINE_LIMIT = 50
 IMAGES_KEPT = 10
 
 
@@ -172,7 +174,7 @@ class ModelAppStatus:
 
     def with_quarantine(self, entry: QuarantineEntry) -> ModelAppStatus:
         kept = tuple(q for q in self.quarantined if q.version != entry.version)
-        return dataclasses.replace(self, quarantined=(*kept, entry))
+        return dataclasses.replace(self, quarantined=(*kept, entry)[-QUARANTINE_LIMIT:])
 
     def without_quarantine(self, version: str) -> ModelAppStatus:
         return dataclasses.replace(

@@ -125,11 +125,15 @@ def follow(ctx: Context, d: Draft, dep: DeploymentState, target: Target | None) 
         return roll_back(ctx, d, dep)
     if not dep.complete:
         msg = f"rolling out {dep.version}: {dep.updated}/{spec.replicas} updated, {dep.available} available"
+        reason = Reason.PROGRESSING
+        if dep.pod_problem:
+            # The rollout goes on (and rolls back at its deadline), but say now why the pods do not start.
+            msg, reason = f"{msg}; {dep.pod_problem}", Reason.FETCH_FAILED
         serving_hash = d.status.serving_version.template_hash if d.status.serving_version else None
         if d.status.pending is None and target is not None and dep.template_hash != serving_hash:
             # A rollout we started before a restart, whose status write was lost: adopt it.
             d = start_pending(ctx, d, target, dep.template_hash)
-        return d.condition(_rolled("False", Reason.PROGRESSING, msg))
+        return d.condition(_rolled("False", reason, msg))
     return _complete(ctx, d, dep, ours)
 
 
