@@ -135,9 +135,11 @@ def placement(spec: AppSpec) -> dict[str, Any]:
     return pod
 
 
-def service_account(spec: AppSpec) -> dict[str, Any]:
-    """The spec's ServiceAccount for the pods that read the store (serving and build)."""
-    return {"serviceAccountName": spec.service_account} if spec.service_account else {}
+def service_account(spec: AppSpec, fetches: bool) -> dict[str, Any]:
+    """The ServiceAccount of a pod: a pod that fetches the model from the store runs as the ModelApp's own
+    identity (auth.workloadIdentity.serviceAccountName) when it names one, else as serve.serviceAccountName."""
+    name = (spec.source.identity_service_account if fetches else None) or spec.service_account
+    return {"serviceAccountName": name} if name else {}
 
 
 def app_env(spec: AppSpec) -> dict[str, Any]:
@@ -189,7 +191,7 @@ def pod_template(name: str, spec: AppSpec, target: Target, images: Images) -> di
         "containers": [scorer],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
         **placement(spec),
-        **service_account(spec),
+        **service_account(spec, fetches=not target.baked),
     }
     labels = common_labels(name, COMPONENT_SERVER)
     if not target.baked:
@@ -434,7 +436,7 @@ def build_job(
         "containers": [_kaniko(spec, images, version, sha256)],
         "volumes": _build_volumes(spec, build.push_secret),
         **placed,
-        **service_account(spec),
+        **service_account(spec, fetches=True),
     }
     annotations = {ANN_MODEL_VERSION: version, ANN_MODEL_SHA256: sha256, ANN_BUILD_HASH: digest}
     name = job_name(app["metadata"]["name"], "build", _pod_key(placed, digest))

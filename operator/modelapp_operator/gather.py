@@ -15,6 +15,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from modelapp_operator import builders, kubeapi
+from modelapp_operator.identity import Identities
 from modelapp_operator.names import (
     ANN_LAST_GOOD,
     ANN_SPEC_HASH,
@@ -79,6 +80,7 @@ class Gatherer:
         self.credentials = credentials
         self.clock = clock
         self.timeout = settings.api_timeout_seconds
+        self.identities = Identities(self.core, settings.tenant_id, self.timeout)
 
     async def observe(self, key: AppKey) -> Observed | None:
         """The snapshot, or None when the ModelApp is gone or going."""
@@ -117,35 +119,54 @@ class Gatherer:
             del self.credentials[endpoint]
 
     async def _endpoint(self, key: AppKey, spec: AppSpec) -> tuple[Endpoint | None, Stalled | None]:
+        """Who reads the store for this app; the endpoint (what a poller is keyed by) names that identity
+        and the namespace, so no two namespaces ever share a listing or a manifest cache."""
         src = spec.source
-        creds = BlobCredentials()
-        credential = f"default:{src.workload_identity_client_id or ''}"
         if src.secret_name:
-            try:
-                secret = await self.core.read_namespaced_secret(
-                    src.secret_name, key.namespace, _request_timeout=self.timeout
-                )
-            except ApiException as exc:
-                if kubeapi.is_not_found(exc):
-                    return None, Stalled(
-                        Reason.SECRET_NOT_FOUND,
-                        f"Secret {src.secret_name} (auth.secretRef) not found in namespace {key.namespace}; "
-                        "create it with one of connectionString, sasToken or accountKey",
-                    )
-                raise
-            data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-            creds = BlobCredentials.from_mapping(data)
-            if not creds.secrets:
-                return None, Stalled(
-                    Reason.SECRET_NOT_FOUND,
-                    f"Secret {src.secret_name} has none of the keys connectionString, sasToken or accountKey",
-                )
-            # A fingerprint, so that a rotated secret gets a fresh client; the secret itself is never kept here.
-            digest = hashlib.sha256("\0".join(creds.secrets).encode()).hexdigest()[:16]
-            credential = f"secret:{key.namespace}/{src.secret_name}:{digest}"
+            found = await self._secret_credentials(key, src.secret_name)
+        elif src.identity_service_account:
+            found = await self.identities.credentials(
+                key.namespace, src.identity_service_account, src.workload_identity_client_id
+            )
+        elif self.settings.require_object_identity:
+            found = Stalled(
+                Reason.IDENTITY_REQUIRED,
+                "this operator reads no store with its own identity: set auth.workloadIdentity.serviceAccountName "
+                f"to a ServiceAccount of namespace {key.namespace} federated with a managed identity that may "
+                "read the container, or use auth.secretRef",
+            )
+        else:
+            found = BlobCredentials(), f"operator:{key.namespace}:{src.workload_identity_client_id or ''}"
+        if isinstance(found, Stalled):
+            return None, found
+        creds, credential = found
         endpoint = Endpoint(src.account_url, src.container, credential)
         self.credentials[endpoint] = creds
         return endpoint, None
+
+    async def _secret_credentials(self, key: AppKey, name: str) -> tuple[BlobCredentials, str] | Stalled:
+        try:
+            secret = await self.core.read_namespaced_secret(
+                name, key.namespace, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            if kubeapi.is_not_found(exc):
+                return Stalled(
+                    Reason.SECRET_NOT_FOUND,
+                    f"Secret {name} (auth.secretRef) not found in namespace {key.namespace}; "
+                    "create it with one of connectionString, sasToken or accountKey",
+                )
+            raise
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        creds = BlobCredentials.from_mapping(data)
+        if not creds.secrets:
+            return Stalled(
+                Reason.SECRET_NOT_FOUND,
+                f"Secret {name} has none of the keys connectionString, sasToken or accountKey",
+            )
+        # A fingerprint, so that a rotated secret gets a fresh client; the secret itself is never kept here.
+        digest = hashlib.sha256("\0".join(creds.secrets).encode()).hexdigest()[:16]
+        return creds, f"secret:{key.namespace}/{name}:{digest}"
 
     async def _store_view(
         self, key: AppKey, spec: AppSpec, poller: ContainerPoller, quarantined: list[Quarantine]

@@ -69,7 +69,20 @@ class Reconciler:
             connection_timeout=self.settings.store_connection_timeout,
             retry_total=self.settings.store_retry_total,
         )
-        return store_from_credentials(endpoint.account_url, endpoint.container, creds, options=opts)
+        token = None
+        if creds.federated is not None:
+            from azure.identity.aio import ClientAssertionCredential
+
+            fed = creds.federated
+            token = ClientAssertionCredential(fed.tenant_id, fed.client_id, func=fed.assertion)
+        return store_from_credentials(
+            endpoint.account_url,
+            endpoint.container,
+            creds,
+            options=opts,
+            token_credential=token,
+            owns_token_credential=True,
+        )
 
     async def close(self) -> None:
         await self.registry.close()

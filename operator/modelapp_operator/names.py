@@ -69,6 +69,9 @@ class Reason(StrEnum):
     STORE_MISCONFIGURED = "StoreMisconfigured"
     MANIFEST_INVALID = "ManifestInvalid"
     SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a reason, not a password
+    SERVICE_ACCOUNT_NOT_FOUND = "ServiceAccountNotFound"
+    IDENTITY_MISCONFIGURED = "IdentityMisconfigured"
+    IDENTITY_REQUIRED = "IdentityRequired"
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     NEW_VERSION = "NewVersion"
     DETECTED = "Detected"

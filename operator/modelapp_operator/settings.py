@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from modelapp_operator.snapshot import AllowedImages, Images
@@ -56,6 +56,17 @@ class OperatorSettings(BaseSettings):
 
     first_listing_timeout: float = Field(default=30.0, gt=0)
     """How long a reconcile waits for a new poller's first listing before reporting the store as unavailable."""
+
+    require_object_identity: bool = False
+    """Every ModelApp that reads its store with Entra ID names its own ServiceAccount
+    (auth.workloadIdentity.serviceAccountName); the operator never lends its own identity. The chart turns it on
+    in cluster-wide mode."""
+
+    tenant_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("MODELAPP_OPERATOR_TENANT_ID", "AZURE_TENANT_ID")
+    )
+    """Entra tenant of per-ModelApp identities whose ServiceAccount has no azure.workload.identity/tenant-id
+    annotation (the workload-identity webhook sets AZURE_TENANT_ID in the operator's pod)."""
 
     api_timeout_seconds: float = Field(default=30.0, gt=0)
     """Deadline of every Kubernetes API call the operator makes (its watches have kopf's own)."""

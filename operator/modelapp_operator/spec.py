@@ -30,6 +30,8 @@ class BlobSource:
     prefix: str
     secret_name: str | None = None
     workload_identity_client_id: str | None = None
+    # Per-object workload identity: a ServiceAccount of the ModelApp's namespace the store is read as.
+    identity_service_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ def parse_spec(name: str, spec: dict[str, Any]) -> AppSpec:
         prefix=str(blob.get("prefix") or ""),
         secret_name=(auth.get("secretRef") or {}).get("name"),
         workload_identity_client_id=(auth.get("workloadIdentity") or {}).get("clientId"),
+        identity_service_account=(auth.get("workloadIdentity") or {}).get("serviceAccountName"),
     )
     vp = model.get("versionPolicy") or {"latest": {}}
     if "semver" in vp:

@@ -91,6 +91,16 @@ ClusterRole (every namespace) or into a Role per watched namespace. Every rule s
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
+# Per-object workload identity: the ServiceAccount a ModelApp names in auth.workloadIdentity.serviceAccountName
+# (its client-id annotation), read by name ...
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get]
+# ... and a short-lived token of it (audience api://AzureADTokenExchange) to exchange for the identity's
+# storage token: the store is read as the ModelApp's namespace's identity, never as the operator's.
+- apiGroups: [""]
+  resources: [serviceaccounts/token]
+  verbs: [create]
 # Events on ModelApps (new version, rollout started/complete, rolled back), posted through kopf.
 - apiGroups: [""]
   resources: [events]

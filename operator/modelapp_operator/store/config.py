@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class FederatedIdentity:
+    """Per-object workload identity: an Entra app (``client_id`` in ``tenant_id``) that trusts a Kubernetes
+    ServiceAccount; ``assertion`` returns a current token of that ServiceAccount to exchange for an Entra one."""
+
+    tenant_id: str
+    client_id: str
+    assertion: Callable[[], str] = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -17,6 +28,8 @@ class BlobCredentials:
     """Only needed with ``account_key`` when the account URL does not reveal it."""
     client_id: str | None = None
     """Entra ID client id for workload/managed identity when the pod's default one is not meant."""
+    federated: FederatedIdentity | None = None
+    """Read the store as a ModelApp's own ServiceAccount's identity rather than the operator's."""
 
     @classmethod
     def from_mapping(cls, data: dict[str, str]) -> BlobCredentials:

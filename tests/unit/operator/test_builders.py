@@ -281,3 +281,19 @@ def test_service() -> None:
     # The Service targets the scorer's named port, whatever number the spec picks.
     scorer = _container(template_for("1.0.0", make_spec(port=9000)), "scorer")
     assert scorer["ports"][0]["name"] == svc["spec"]["ports"][0]["targetPort"]
+
+
+def test_pods_that_fetch_run_as_the_modelapps_own_identity() -> None:
+    spec = make_spec(
+        source=BlobSource(
+            "https://a.blob.core.windows.net", "models", "d/", identity_service_account="reader"
+        ),
+        service_account="app-sa",
+    )
+    fetching = template_for("1.0.0", spec)
+    assert fetching["spec"]["serviceAccountName"] == "reader"
+    assert fetching["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    baked = builders.pod_template(
+        NAME, spec, Target("1.0.0", sha_of("1.0.0"), "acr/d@sha256:1", True), IMAGES
+    )
+    assert baked["spec"]["serviceAccountName"] == "app-sa"  # it reads no store
