@@ -14,7 +14,7 @@ from modelapp_operator.snapshot import AllowedImages, Images
 class OperatorSettings(BaseSettings):
     """How the operator runs; the chart sets these, tests override them."""
 
-    model_config = SettingsConfigDict(env_prefix="MODELAPP_OPERATOR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MODELAPP_OPERATOR_", extra="ignore", populate_by_name=True)
 
     namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Namespaces to watch (comma-separated); empty means every namespace."""
