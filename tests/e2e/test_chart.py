@@ -106,7 +106,7 @@ def test_operator_pod_is_locked_down_and_probed() -> None:
     assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8081, "protocol": "TCP"} in c["ports"]
     assert "--liveness=http://0.0.0.0:8081/healthz" in c["args"]
-    assert "--all-namespaces" in c["args"]
+    assert "--namespace=modelapp-system" in c["args"]  # namespaced by default
     assert c["resources"]["requests"]
     assert c["resources"]["limits"]["memory"]
     assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
