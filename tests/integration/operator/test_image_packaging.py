@@ -101,7 +101,15 @@ def test_publish_builds_verifies_and_deploys_by_digest(namespace: str, ready_v1:
     volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
     assert volumes["docker-config"]["secret"]["secretName"] == "push-creds"
     fetch = spec["template"]["spec"]["initContainers"][0]
-    assert fetch["args"][:5] == ["fetch", "--version", "1.0.0", "--out", "/workspace"]
+    assert fetch["args"][:7] == [
+        "fetch",
+        "--version",
+        "1.0.0",
+        "--expect-sha256",
+        st["latestVersion"]["sha256"],
+        "--out",
+        "/workspace",
+    ]
     assert "--dockerfile" in fetch["args"]
 
     for cond, reason in (("ImageBuilt", "Built"), ("Verified", "ContractPassed"), ("Ready", "Serving")):

@@ -60,11 +60,22 @@ def test_apply_becomes_ready_and_serves_the_published_version(
     assert dep["metadata"]["ownerReferences"][0]["kind"] == "ModelApp"
     pod = dep["spec"]["template"]["spec"]
     fetch = pod["initContainers"][0]
-    assert fetch["args"] == ["fetch", "--version", "1.0.0", "--out", "/models/diabetes"]
-    # The connection string reaches the pod only as a Secret reference.
-    assert {"name": "blob-creds", "key": "connectionString", "optional": True} in [
-        e.get("valueFrom", {}).get("secretKeyRef") for e in fetch["env"]
+    # Exactly the bundle the status names: a republished version would fail the pod.
+    sha = st["servingVersion"]["sha256"]
+    assert fetch["args"] == [
+        "fetch",
+        "--version",
+        "1.0.0",
+        "--expect-sha256",
+        sha,
+        "--out",
+        "/models/diabetes",
     ]
+    # The connection string reaches the fetch container only as the Secret, mounted into it alone.
+    assert {"name": "store-credentials", "secret": {"secretName": "blob-creds", "defaultMode": 0o444}} in pod[
+        "volumes"
+    ]
+    assert not [e for e in fetch["env"] if "value" in e and "AccountKey" in e["value"]]
     scorer = pod["containers"][0]
     assert scorer["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert scorer["securityContext"]["readOnlyRootFilesystem"] is True
