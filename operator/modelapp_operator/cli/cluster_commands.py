@@ -28,6 +28,9 @@ from modelapp_operator.names import (
 )
 
 
+API_TIMEOUT = 30.0  # seconds for each API call: a person is waiting
+
+
 class ClusterError(ValueError):
     """A problem with the ModelApp or the cluster, said in one line."""
 
@@ -68,7 +71,7 @@ class _Cluster:
     async def get(self) -> dict[str, Any]:
         try:
             app: dict[str, Any] = await self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, self.args.name
+                GROUP, VERSION, self.namespace, PLURAL, self.args.name, _request_timeout=API_TIMEOUT
             )
         except ApiException as exc:
             raise ClusterError(explain(exc, f"modelapp {self.args.name}", self.namespace)) from None
@@ -77,7 +80,14 @@ class _Cluster:
     async def patch(self, body: dict[str, Any]) -> None:
         try:
             await self.custom.patch_namespaced_custom_object(  # type: ignore[call-arg]
-                GROUP, VERSION, self.namespace, PLURAL, self.args.name, body, _content_type=MERGE
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                self.args.name,
+                body,
+                _content_type=MERGE,
+                _request_timeout=API_TIMEOUT,
             )
         except ApiException as exc:
             raise ClusterError(explain(exc, f"modelapp {self.args.name}", self.namespace)) from None
