@@ -27,7 +27,6 @@ from modelapp_operator.names import (
     Stage,
 )
 
-
 API_TIMEOUT = 30.0  # seconds for each API call: a person is waiting
 
 
