@@ -46,6 +46,9 @@ class OperatorProcess:
             "MODELAPP_OPERATOR_METRICS_PORT": "0",
             "MODELAPP_OPERATOR_SCORER_IMAGE": "registry.example/scoring-service:test",
             "MODELAPP_OPERATOR_FETCH_IMAGE": "registry.example/modelapp-operator:test",
+            # The test bed's Azurite, as the host (127.0.0.1) and pods (10.250.0.1) reach it: not an Azure
+            # blob host, so the operator sends it credentials only because it is allowed here.
+            "MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS": "127.0.0.1:10000,10.250.0.1:10000",
             **self.env,
         }
         log = self.log_path.open("ab")

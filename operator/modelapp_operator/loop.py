@@ -21,7 +21,7 @@ from modelapp_operator.gather import Gatherer, utcnow
 from modelapp_operator.planner import plan
 from modelapp_operator.poller import AppKey, Endpoint, PollerRegistry
 from modelapp_operator.settings import OperatorSettings
-from modelapp_operator.store import BlobCredentials, ModelStore, StoreOptions, store_from_credentials
+from modelapp_operator.store import BlobCredentials, ModelStore, store_from_credentials
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,7 @@ class Reconciler:
         self._slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
 
     def _azure_store(self, endpoint: Endpoint, creds: BlobCredentials) -> ModelStore:
-        opts = StoreOptions(
-            connection_timeout=self.settings.store_connection_timeout,
-            retry_total=self.settings.store_retry_total,
-        )
+        opts = self.settings.store_options()
         return store_from_credentials(endpoint.account_url, endpoint.container, creds, options=opts)
 
     async def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from modelapp_operator.settings import OperatorSettings
 from modelapp_operator.store import (
     DEFAULT_ACCOUNT_HOSTS,
     BlobCredentials,
@@ -67,6 +68,13 @@ def test_other_hosts_are_refused_by_default(url: str) -> None:
 )
 def test_patterns_name_hosts_or_host_and_port(url: str, patterns: list[str], allowed: bool) -> None:
     assert host_allowed(url, patterns) is allowed
+
+
+def test_the_setting_takes_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS", "127.0.0.1:10000, *.blob.core.windows.net")
+    assert OperatorSettings().allowed_account_hosts == ["127.0.0.1:10000", "*.blob.core.windows.net"]
+    monkeypatch.delenv("MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS")
+    assert OperatorSettings().allowed_account_hosts == list(DEFAULT_ACCOUNT_HOSTS)
 
 
 AZURITE_CS = (
