@@ -56,7 +56,9 @@ class Reconciler:
         self.settings = settings
         credentials: dict[Endpoint, BlobCredentials] = {}
         factory = store_factory or self._azure_store
-        self.registry = PollerRegistry(lambda ep: factory(ep, credentials[ep]), self.wake)
+        self.registry = PollerRegistry(
+            lambda ep: factory(ep, credentials[ep]), self.wake, floor=settings.poll_interval_floor_seconds
+        )
         self.gather = Gatherer(api, settings, self.registry, credentials, clock)
         self.applier = Applier(api, post_event)
         self._wakes: dict[AppKey, asyncio.Event] = {}

@@ -63,6 +63,10 @@ class OperatorSettings(BaseSettings):
     `*.blob.core.windows.net`, `*.blob.storage.azure.net`, `*.blob.core.chinacloudapi.cn`,
     `*.blob.core.usgovcloudapi.net`, `*.blob.core.eaglex.ic.gov`, `*.blob.core.microsoft.scloud`."""
 
+    poll_interval_floor_seconds: float = Field(default=10.0, ge=0)
+    """No container is listed more often than this, whatever the pollInterval of the ModelApps reading it
+    (they share one listing per container and credential)."""
+
     store_call_timeout: float = Field(default=30.0, gt=0)
     """Deadline of one store call (a whole listing, one manifest read), retries included."""
 
