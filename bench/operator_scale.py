@@ -183,7 +183,12 @@ def run_one(n: int, azurite: Azurite, bundle: Path, workdir: Path) -> Result:
             "--log-format",
             "plain",
         ],
-        env={**env, "MODELAPP_OPERATOR_RESYNC_SECONDS": "3600"},
+        env={
+            **env,
+            "MODELAPP_OPERATOR_RESYNC_SECONDS": "3600",
+            # Azurite is no Azure blob host: allowed explicitly to receive the Secret's key.
+            "MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS": "127.0.0.1:10000",
+        },
         stdout=(workdir / f"operator-{n}.log").open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = REPO / ".local"
@@ -55,6 +56,8 @@ ENV = {
     "MODELAPP_OPERATOR_SCORER_IMAGE": TESTBED["MODELAPP_TESTBED_BASE_IMAGE"],
     "MODELAPP_OPERATOR_BASE_IMAGE": TESTBED["MODELAPP_TESTBED_BASE_IMAGE"],
     "MODELAPP_OPERATOR_KANIKO_IMAGE": TESTBED["MODELAPP_TESTBED_KANIKO_IMAGE"],
+    # Azurite is no Azure blob host: the operator sends it credentials only because it is allowed here.
+    "MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS": urlsplit(TESTBED["MODELAPP_TESTBED_BLOB_URL"]).netloc,
 }
 ROW = [0.038, 0.050, 0.061, 0.021, -0.044, -0.034, -0.043, -0.002, 0.019, -0.017]
 

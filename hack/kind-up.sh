@@ -23,7 +23,9 @@ MODELAPP=${MODELAPP:-$repo/.venv/bin/modelapp}
 AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 # shellcheck source=hack/versions.env
 source "$repo/hack/versions.env"  # AZURITE_VERSION: the same Azurite as the test bed
-AZ_IN_CLUSTER="http://azurite.$NS.svc.cluster.local:10000/devstoreaccount1"
+AZ_IN_CLUSTER_HOST="azurite.$NS.svc.cluster.local:10000"
+# Azurite is no Azure blob host: the operator is told to send it credentials (allowed_account_hosts).
+AZ_IN_CLUSTER="http://$AZ_IN_CLUSTER_HOST/devstoreaccount1"
 
 log() { printf '[kind-up] %s\n' "$*" >&2; }
 
@@ -129,7 +131,8 @@ operator() {
     --set image.repository="$reg/modelapp-operator" --set image.tag="$TAG" --set image.pullPolicy=Always \
     --set defaults.fetchImage="$reg/modelapp-fetch:$TAG" \
     --set defaults.scorerImage="$reg/scoring-service:$TAG" \
-    --set defaults.baseImage="$reg/scoring-service:$TAG"
+    --set defaults.baseImage="$reg/scoring-service:$TAG" \
+    --set-json "operator.extraEnv=[{\"name\":\"MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS\",\"value\":\"${AZ_IN_CLUSTER_HOST}\"}]"
 }
 
 publish() {

@@ -49,6 +49,12 @@ class OperatorProcess:
             # The KWOK stories name other images of this made-up registry (kwok-fail ones among them).
             "MODELAPP_OPERATOR_ALLOWED_SERVE_IMAGES": "registry.example/*",
             "MODELAPP_OPERATOR_ALLOWED_KANIKO_IMAGES": "registry.example/*",
+            # The test bed's Azurite, as the host (127.0.0.1) and pods (10.250.0.1) reach it: not an Azure
+            # blob host, so the operator sends it credentials only because it is allowed here.
+            "MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS": "127.0.0.1:10000,10.250.0.1:10000",
+            # The tests poll every second to stay fast; the operator's default floor (10 s) would slow
+            # every wait for a new version.
+            "MODELAPP_OPERATOR_POLL_INTERVAL_FLOOR_SECONDS": "1",
             **self.env,
         }
         log = self.log_path.open("ab")

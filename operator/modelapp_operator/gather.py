@@ -7,7 +7,7 @@ import asyncio
 import base64
 import hashlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +49,17 @@ TERMINATION_CHARS = 2000
 FETCH_FAILURE_CHARS = 600
 
 
+@dataclass(frozen=True)
+class AppRead:
+    """What a reconcile reads before taking its slot: the ModelApp, and the store as it sees it."""
+
+    app: dict[str, Any]
+    spec: AppSpec
+    status: ModelAppStatus
+    store: StoreView
+    stalled: Stalled | None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -82,8 +93,9 @@ class Gatherer:
         self.timeout = settings.api_timeout_seconds
         self.identities = Identities(self.core, settings.tenant_id, self.timeout)
 
-    async def observe(self, key: AppKey) -> Observed | None:
-        """The snapshot, or None when the ModelApp is gone or going."""
+    async def observe_store(self, key: AppKey) -> AppRead | None:
+        """The ModelApp and its store view (the reads that wait on the store), or None when the ModelApp
+        is gone or going. The loop calls this before it takes a reconcile slot."""
         try:
             app: dict[str, Any] = await self.custom.get_namespaced_custom_object(
                 GROUP, VERSION, key.namespace, PLURAL, key.name, _request_timeout=self.timeout
@@ -97,10 +109,24 @@ class Gatherer:
         spec = parse_spec(key.name, app.get("spec") or {})
         status = parse_status(app.get("status"))
         store, stalled = await self._store(key, spec, status, app["metadata"].get("annotations") or {})
+        return AppRead(app, spec, status, store, stalled)
+
+    async def observe(self, key: AppKey, read: AppRead) -> Observed:
+        """The snapshot: ``read`` (from :meth:`observe_store`) and the app's Deployment, Service, Jobs."""
         deployment, service_exists, jobs = await asyncio.gather(
-            self._deployment(key), self._service_exists(key), self._jobs(key, spec)
+            self._deployment(key), self._service_exists(key), self._jobs(key, read.spec)
         )
-        return Observed(app, spec, status, store, deployment, service_exists, self.clock(), stalled, jobs)
+        return Observed(
+            read.app,
+            read.spec,
+            read.status,
+            read.store,
+            deployment,
+            service_exists,
+            self.clock(),
+            read.stalled,
+            jobs,
+        )
 
     async def _store(
         self, key: AppKey, spec: AppSpec, status: ModelAppStatus, annotations: dict[str, str]

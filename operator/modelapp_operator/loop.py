@@ -21,7 +21,7 @@ from modelapp_operator.gather import Gatherer, utcnow
 from modelapp_operator.planner import plan
 from modelapp_operator.poller import AppKey, Endpoint, PollerRegistry
 from modelapp_operator.settings import OperatorSettings
-from modelapp_operator.store import BlobCredentials, ModelStore, StoreOptions, store_from_credentials
+from modelapp_operator.store import BlobCredentials, ModelStore, store_from_credentials
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ class Reconciler:
         self.settings = settings
         credentials: dict[Endpoint, BlobCredentials] = {}
         factory = store_factory or self._azure_store
-        self.registry = PollerRegistry(lambda ep: factory(ep, credentials[ep]), self.wake)
+        self.registry = PollerRegistry(
+            lambda ep: factory(ep, credentials[ep]), self.wake, floor=settings.poll_interval_floor_seconds
+        )
         self.gather = Gatherer(api, settings, self.registry, credentials, clock)
         self.applier = Applier(api, post_event, settings.api_timeout_seconds)
         self._wakes: dict[AppKey, asyncio.Event] = {}
@@ -65,10 +67,7 @@ class Reconciler:
         self._slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
 
     def _azure_store(self, endpoint: Endpoint, creds: BlobCredentials) -> ModelStore:
-        opts = StoreOptions(
-            connection_timeout=self.settings.store_connection_timeout,
-            retry_total=self.settings.store_retry_total,
-        )
+        opts = self.settings.store_options()
         token = None
         if creds.federated is not None:
             from azure.identity.aio import ClientAssertionCredential
@@ -117,41 +116,44 @@ class Reconciler:
 
     async def reconcile_guarded(self, key: AppKey) -> float | None:
         """One reconcile; a failure is logged and counted, and the next try waits its backoff."""
-        async with self._slots:
-            start = time.monotonic()
-            try:
-                delay = await self.reconcile(key)
-            except ApiException as exc:
-                if kubeapi.is_conflict(exc):
-                    metrics.RECONCILES.labels("conflict").inc()
-                    return CONFLICT_RETRY * (1 + random.random())  # noqa: S311 - jitter, not a secret
-                metrics.RECONCILES.labels("error").inc()
-                log.warning(
-                    "reconcile of %s failed: API %s %s: %s",
-                    key,
-                    exc.status,
-                    exc.reason,
-                    kubeapi.api_message(exc),
-                )
-                return self._failed(key)
-            except Exception:
-                metrics.RECONCILES.labels("error").inc()
-                log.exception("reconcile of %s failed", key)
-                return self._failed(key)
-            finally:
-                metrics.RECONCILE_SECONDS.observe(time.monotonic() - start)
-            metrics.RECONCILES.labels("ok").inc()
-            self._failures.pop(key, None)
-            return delay
+        start = time.monotonic()
+        try:
+            delay = await self.reconcile(key)
+        except ApiException as exc:
+            if kubeapi.is_conflict(exc):
+                metrics.RECONCILES.labels("conflict").inc()
+                return CONFLICT_RETRY * (1 + random.random())  # noqa: S311 - jitter, not a secret
+            metrics.RECONCILES.labels("error").inc()
+            log.warning(
+                "reconcile of %s failed: API %s %s: %s",
+                key,
+                exc.status,
+                exc.reason,
+                kubeapi.api_message(exc),
+            )
+            return self._failed(key)
+        except Exception:
+            metrics.RECONCILES.labels("error").inc()
+            log.exception("reconcile of %s failed", key)
+            return self._failed(key)
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - start)
+        metrics.RECONCILES.labels("ok").inc()
+        self._failures.pop(key, None)
+        return delay
 
     def _failed(self, key: AppKey) -> float:
         self._failures[key] = self._failures.get(key, 0) + 1
         return backoff(self._failures[key])
 
     async def reconcile(self, key: AppKey) -> float | None:
-        observed = await self.gather.observe(key)
-        if observed is None:
+        # The ModelApp and its store view (a first listing, manifests) are read before a slot is taken:
+        # a slow or hostile store then holds up only the apps reading from it, not every tenant's.
+        read = await self.gather.observe_store(key)
+        if read is None:
             return None
-        decided = plan(observed, self.settings.images)
-        await self.applier.apply(observed.app, decided)
+        async with self._slots:
+            observed = await self.gather.observe(key, read)
+            decided = plan(observed, self.settings.images)
+            await self.applier.apply(observed.app, decided)
         return decided.requeue_after

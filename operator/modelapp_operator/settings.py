@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from modelapp_operator.snapshot import AllowedImages, Images
+from modelapp_operator.store.config import DEFAULT_ACCOUNT_HOSTS, StoreOptions
 
 
 class OperatorSettings(BaseSettings):
@@ -77,6 +78,32 @@ class OperatorSettings(BaseSettings):
     store_retry_total: int = Field(default=1, ge=0)
     """Retries of one blob request; the poller retries on its own schedule, so keep this low."""
 
+    allowed_account_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ACCOUNT_HOSTS)
+    )
+    """Hosts the operator sends store credentials (SAS, account key, its own token) to, comma-separated
+    patterns: `*.blob.core.windows.net` (the host, any port) or `127.0.0.1:10000` / `azurite:*` (host and
+    port). A ModelApp whose account URL (or connection string endpoint) matches none is StoreMisconfigured
+    and nothing is sent. Setting it replaces the default, which is Azure's blob endpoints in every cloud:
+    `*.blob.core.windows.net`, `*.blob.storage.azure.net`, `*.blob.core.chinacloudapi.cn`,
+    `*.blob.core.usgovcloudapi.net`, `*.blob.core.eaglex.ic.gov`, `*.blob.core.microsoft.scloud`."""
+
+    poll_interval_floor_seconds: float = Field(default=10.0, ge=0)
+    """No container is listed more often than this, whatever the pollInterval of the ModelApps reading it
+    (they share one listing per container and credential)."""
+
+    store_call_timeout: float = Field(default=30.0, gt=0)
+    """Deadline of one store call (a whole listing, one manifest read), retries included."""
+
+    store_max_list_entries: int = Field(default=100_000, ge=1)
+    """A listing (of one prefix) with more blobs than this is refused (StoreMisconfigured)."""
+
+    store_max_list_pages: int = Field(default=1_000, ge=1)
+    """A listing of more pages (of up to 1000 blobs) than this is refused, even if they are empty."""
+
+    store_max_manifest_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """A version whose modelapp.json is larger than this is unusable; no more of it is read."""
+
     @property
     def images(self) -> Images:
         allowed = AllowedImages(
@@ -92,8 +119,25 @@ class OperatorSettings(BaseSettings):
             allowed=allowed,
         )
 
+    def store_options(self) -> StoreOptions:
+        """How the operator's stores connect, retry, and what they accept from an endpoint."""
+        return StoreOptions(
+            connection_timeout=self.store_connection_timeout,
+            retry_total=self.store_retry_total,
+            allowed_hosts=tuple(self.allowed_account_hosts),
+            call_timeout=self.store_call_timeout,
+            max_list_entries=self.store_max_list_entries,
+            max_list_pages=self.store_max_list_pages,
+            max_manifest_bytes=self.store_max_manifest_bytes,
+        )
+
     @field_validator(
-        "namespaces", "allowed_serve_images", "allowed_base_images", "allowed_kaniko_images", mode="before"
+        "namespaces",
+        "allowed_account_hosts",
+        "allowed_serve_images",
+        "allowed_base_images",
+        "allowed_kaniko_images",
+        mode="before",
     )
     @classmethod
     def _split_namespaces(cls, value: object) -> object:

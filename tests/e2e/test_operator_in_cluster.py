@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -40,7 +41,14 @@ def _chart_values(node: RealNode, watch: str) -> dict[str, object]:
             "baseImage": node.scorer_image,
             "kanikoImage": node.kaniko_image,
         },
-        "operator": {"logFormat": "plain", "resyncSeconds": 30},
+        "operator": {
+            "logFormat": "plain",
+            "resyncSeconds": 30,
+            # Azurite as pods reach it is no Azure blob host: allowed explicitly to receive credentials.
+            "extraEnv": [
+                {"name": "MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS", "value": urlsplit(node.blob_url).netloc}
+            ],
+        },
     }
 
 

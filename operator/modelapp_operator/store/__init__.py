@@ -6,15 +6,24 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from modelapp_operator.store.base import BlobModelStore, download_verified
-from modelapp_operator.store.config import BlobCredentials, StoreOptions, account_name_from_url
+from modelapp_operator.store.config import (
+    DEFAULT_ACCOUNT_HOSTS,
+    BlobCredentials,
+    StoreOptions,
+    account_name_from_url,
+    host_allowed,
+)
 from modelapp_operator.store.errors import (
     ChecksumMismatch,
     ContainerNotFound,
+    HostNotAllowed,
     ManifestInvalid,
     StoreAuthError,
     StoreConfigError,
     StoreError,
+    StoreProtocolError,
     StoreUnavailable,
+    TokenScopeRefused,
     VersionChanged,
     VersionExists,
     VersionNotFound,
@@ -25,6 +34,7 @@ from modelapp_operator.store.model import (
     ContainerSnapshot,
     ModelStore,
     VersionRef,
+    covering_prefixes,
     normalize_prefix,
     version_path,
     versions_in,
@@ -45,6 +55,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_ACCOUNT_HOSTS",
     "AzureBlobStore",
     "BlobCredentials",
     "BlobInfo",
@@ -52,6 +63,7 @@ __all__ = [
     "ChecksumMismatch",
     "ContainerNotFound",
     "ContainerSnapshot",
+    "HostNotAllowed",
     "InMemoryStore",
     "ManifestInvalid",
     "ModelStore",
@@ -59,13 +71,17 @@ __all__ = [
     "StoreConfigError",
     "StoreError",
     "StoreOptions",
+    "StoreProtocolError",
     "StoreUnavailable",
+    "TokenScopeRefused",
     "VersionChanged",
     "VersionExists",
     "VersionNotFound",
     "VersionRef",
     "account_name_from_url",
+    "covering_prefixes",
     "download_verified",
+    "host_allowed",
     "normalize_prefix",
     "scrub",
     "store_from_credentials",

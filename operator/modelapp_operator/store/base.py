@@ -8,7 +8,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +30,7 @@ from modelapp_operator.store.model import (
     ContainerSnapshot,
     ModelStore,
     VersionRef,
+    covering_prefixes,
     normalize_prefix,
     version_path,
 )
@@ -105,10 +106,13 @@ class BlobModelStore(abc.ABC):
 
     # --- ModelStore ----------------------------------------------------------------------------------------
 
-    async def snapshot(self) -> ContainerSnapshot:
+    async def snapshot(self, prefixes: Sequence[str] = ("",)) -> ContainerSnapshot:
         before = self.calls
-        blobs = await self._list("")
-        return ContainerSnapshot(self._container, tuple(blobs), self._clock(), calls=self.calls - before)
+        folders = covering_prefixes(prefixes)
+        blobs = [blob for folder in folders for blob in await self._list(folder)]
+        return ContainerSnapshot(
+            self._container, tuple(blobs), self._clock(), calls=self.calls - before, prefixes=folders
+        )
 
     async def list_versions(self, prefix: str) -> list[VersionRef]:
         folder = normalize_prefix(prefix)

@@ -1,10 +1,25 @@
-"""Store location settings that need no SDK: credentials from a Secret, client timeouts and retries."""
+"""Store location settings that need no SDK: credentials from a Secret, client timeouts, retries and
+limits, and which account hosts may receive credentials."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import fnmatch
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+# Azure Storage's blob endpoints: the public cloud (standard and Azure DNS zone endpoints), Azure China
+# (21Vianet), Azure US Government, and the US air-gapped clouds (USNat, USSec). Azure Germany's
+# core.cloudapi.de closed in 2021 and is left out.
+DEFAULT_ACCOUNT_HOSTS: tuple[str, ...] = (
+    "*.blob.core.windows.net",
+    "*.blob.storage.azure.net",
+    "*.blob.core.chinacloudapi.cn",
+    "*.blob.core.usgovcloudapi.net",
+    "*.blob.core.eaglex.ic.gov",
+    "*.blob.core.microsoft.scloud",
+)
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,8 @@ class BlobCredentials:
 
 @dataclass(frozen=True)
 class StoreOptions:
-    """Client timeouts and retries: the SDK defaults retry for minutes, a poller wants to fail fast."""
+    """Client timeouts, retries and limits: the SDK defaults retry for minutes and read whatever an
+    endpoint sends; a poller wants to fail fast and to bound what a hostile endpoint can cost it."""
 
     connection_timeout: float = 10.0
     read_timeout: float = 60.0
@@ -77,6 +93,43 @@ class StoreOptions:
     retry_increment_base: float = 2.0
     retry_jitter: float = 0.5
     max_concurrency: int = 2
+    allowed_hosts: tuple[str, ...] | None = None
+    """Host patterns (see :func:`host_allowed`) credentials may go to; None: any (the CLI, run by the
+    credential's owner). The operator always sets it."""
+    call_timeout: float = 120.0
+    """Deadline of one listing or one small read, retries included; a download's chunks each get it."""
+    max_list_entries: int = 200_000
+    max_list_pages: int = 2_000
+    page_size: int = 1_000
+    max_page_bytes: int = 8 * 1024 * 1024
+    """One listing page's body; a real page of ``page_size`` entries stays far below."""
+    max_manifest_bytes: int = 4 * 1024 * 1024
+
+
+def host_allowed(url: str, patterns: Iterable[str]) -> bool:
+    """Whether ``url``'s host matches a pattern: ``*.blob.core.windows.net`` (host, any port) or
+    ``127.0.0.1:10000`` / ``127.0.0.1:*`` (host and port; the scheme's port when the URL names none).
+    Case-insensitive; a URL with user info (``https://acct.blob.core.windows.net@evil/``) never matches."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    if not host or "@" in parts.netloc or parts.scheme.lower() not in _DEFAULT_PORTS:
+        return False
+    for pattern in patterns:
+        pattern = pattern.strip().lower()
+        target = f"{host}:{port}" if ":" in pattern else host
+        if pattern and fnmatch.fnmatchcase(target, pattern):
+            return True
+    return False
+
+
+def url_host(url: str) -> str:
+    """``host:port`` of ``url`` as a message names it."""
+    parts = urlsplit(url.strip())
+    return parts.netloc.rpartition("@")[2] or url
 
 
 def account_name_from_url(account_url: str) -> str | None:

@@ -21,6 +21,19 @@ class StoreConfigError(StoreError):
     """The store location or credentials are malformed (needs a human, retrying will not help)."""
 
 
+class HostNotAllowed(StoreConfigError):
+    """The account URL's host is not on the operator's allow-list: no request, no credential goes there."""
+
+
+class TokenScopeRefused(StoreConfigError):
+    """Something (a host's 401 challenge) asked for a token of an audience other than Azure Storage."""
+
+
+class StoreProtocolError(StoreConfigError):
+    """The endpoint answered in a way no blob service does (an entry without properties, an oversized
+    page), or beyond a limit (a listing of more entries or pages than allowed)."""
+
+
 class ContainerNotFound(StoreError):
     """The configured container does not exist."""
 
@@ -52,11 +65,14 @@ class ManifestInvalid(StoreError, ManifestError):
 __all__ = [
     "ChecksumMismatch",
     "ContainerNotFound",
+    "HostNotAllowed",
     "ManifestInvalid",
     "StoreAuthError",
     "StoreConfigError",
     "StoreError",
+    "StoreProtocolError",
     "StoreUnavailable",
+    "TokenScopeRefused",
     "VersionChanged",
     "VersionExists",
     "VersionNotFound",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -24,6 +24,19 @@ def version_path(prefix: str, version: str) -> str:
     return f"{normalize_prefix(prefix)}{version}/"
 
 
+def covering_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
+    """The fewest folders whose listings hold every folder of ``prefixes``: ``team/`` covers ``team/a/``;
+    ``""`` (the whole container) covers everything and is what no prefixes at all ask for."""
+    folders = sorted({normalize_prefix(p) for p in prefixes})
+    if not folders or "" in folders:
+        return ("",)
+    kept: list[str] = []
+    for folder in folders:  # sorted: an ancestor comes before the folders under it
+        if not (kept and folder.startswith(kept[-1])):
+            kept.append(folder)
+    return tuple(kept)
+
+
 @dataclass(frozen=True)
 class BlobInfo:
     name: str
@@ -43,14 +56,21 @@ class VersionRef:
 
 @dataclass(frozen=True)
 class ContainerSnapshot:
-    """Every blob of a container as of one listing, so one list pass serves any number of prefixes."""
+    """Every blob of a container under ``prefixes`` (``""``: all of them) as of one listing, so one list
+    pass serves any number of apps reading those prefixes or folders under them."""
 
     container: str
     blobs: tuple[BlobInfo, ...]
     taken_at: datetime
-    # Requests the listing took (one per page of 5000 blobs; more if other operations ran on the store
-    # meanwhile). Not part of equality: two snapshots with the same blobs are the same observation.
+    # Requests the listing took (one per page; more if other operations ran on the store meanwhile).
+    # Not part of equality: two snapshots with the same blobs are the same observation.
     calls: int = field(default=0, compare=False)
+    prefixes: tuple[str, ...] = ("",)
+
+    def covers(self, prefix: str) -> bool:
+        """Whether this listing saw every blob under ``prefix``."""
+        folder = normalize_prefix(prefix)
+        return any(folder.startswith(p) for p in self.prefixes)
 
     @cached_property
     def _versions_by_prefix(self) -> Mapping[str, tuple[VersionRef, ...]]:
@@ -84,8 +104,8 @@ class ModelStore(Protocol):
     @property
     def container(self) -> str: ...
 
-    async def snapshot(self) -> ContainerSnapshot:
-        """List the whole container once."""
+    async def snapshot(self, prefixes: Sequence[str] = ("",)) -> ContainerSnapshot:
+        """List the folders ``prefixes`` (by default the whole container) once each."""
         ...
 
     async def list_versions(self, prefix: str) -> list[VersionRef]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,9 +12,11 @@ import pytest
 from azure.storage.blob import ContainerClient, ContainerSasPermissions, generate_container_sas
 from modelapp_bundle import ChecksumMismatch, Manifest, manifest_for_directory
 from modelapp_operator.store import (
+    DEFAULT_ACCOUNT_HOSTS,
     AzureBlobStore,
     BlobCredentials,
     ContainerNotFound,
+    HostNotAllowed,
     ModelStore,
     StoreAuthError,
     StoreOptions,
@@ -106,6 +109,34 @@ async def test_one_snapshot_is_one_list_call(
     before = store.calls
     assert [r.version for r in await store.list_versions("diabetes")] == ["1", "2", "3"]
     assert store.calls - before == 1
+
+
+async def test_a_snapshot_of_folders_lists_each_folder_and_nothing_else(
+    store: AzureBlobStore, bundle_dir: Path
+) -> None:
+    for prefix in ("a", "b", "a/nested", "elsewhere"):
+        await publish(store, bundle_dir, prefix, "1")
+    before = store.calls
+    snapshot = await store.snapshot(["b", "a/", "a/nested/"])
+    assert snapshot.prefixes == ("a/", "b/")
+    assert store.calls - before == 2
+    assert {blob.name.split("/")[0] for blob in snapshot.blobs} == {"a", "b"}
+    assert [r.version for r in versions_in(snapshot, "a/nested")] == ["1"]
+    assert snapshot.covers("a/nested/")
+    assert not snapshot.covers("elsewhere/")
+
+
+async def test_the_test_beds_azurite_is_sent_credentials_only_once_allowed(
+    azurite: Azurite, raw_container: ContainerClient
+) -> None:
+    creds = BlobCredentials(connection_string=azurite.connection_string)
+    name = raw_container.container_name
+    refused = dataclasses.replace(FAST, allowed_hosts=DEFAULT_ACCOUNT_HOSTS)
+    with pytest.raises(HostNotAllowed, match=r"127\.0\.0\.1:10000"):
+        store_from_credentials(None, name, creds, options=refused)
+    allowed = dataclasses.replace(FAST, allowed_hosts=("127.0.0.1:10000",))
+    async with store_from_credentials(None, name, creds, options=allowed) as store:
+        assert (await store.snapshot()).blobs == ()
 
 
 async def test_publish_counts_one_call_per_file_plus_check_and_manifest(
