@@ -54,6 +54,12 @@ pod="build-$name-${key:0:10}"
 log "building $name with Kaniko in pod $ns/$pod (context $context)"
 start=$SECONDS
 k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null
+# A new namespace gets its default ServiceAccount a moment later (the controller-manager makes it); a pod
+# created before that is refused ("serviceaccount default not found"), which a fresh test bed did hit.
+for _ in $(seq 1 120); do
+  k -n "$ns" get serviceaccount default >/dev/null 2>&1 && break
+  sleep 0.5
+done
 k -n "$ns" delete pod "$pod" --ignore-not-found --wait=true >/dev/null
 k -n "$ns" apply -f - >/dev/null <<EOF
 apiVersion: v1
