@@ -132,7 +132,7 @@ operator() {
     --set defaults.fetchImage="$reg/modelapp-fetch:$TAG" \
     --set defaults.scorerImage="$reg/scoring-service:$TAG" \
     --set defaults.baseImage="$reg/scoring-service:$TAG" \
-    --set-json "operator.extraEnv=[{\"name\":\"MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS\",\"value\":\"${AZ_IN_CLUSTER_HOST}\"}]"
+    --set-json "allowedAccountHosts=[\"${AZ_IN_CLUSTER_HOST}\"]"
 }
 
 publish() {

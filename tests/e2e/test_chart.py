@@ -269,3 +269,27 @@ def test_crd_check_fails_with_a_diff_when_the_copy_drifts(tmp_path: Path) -> Non
     assert proc.returncode == 1
     assert re.search(r"^-\s+shortNames: \[mapp, ma\]$", proc.stdout, re.M), proc.stdout
     assert "out of sync" in proc.stderr
+
+
+def test_security_values_reach_the_operator() -> None:
+    env = {
+        e["name"]: e.get("value")
+        for e in find(
+            render(
+                {
+                    "allowedAccountHosts": ["azurite:10000", "*.blob.core.windows.net"],
+                    "allowedImages": {"serve": ["acr.example/scoring/*"], "kaniko": [], "base": []},
+                    "clusterWide": True,
+                }
+            ),
+            "Deployment",
+        )["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS"] == "azurite:10000,*.blob.core.windows.net"
+    assert env["MODELAPP_OPERATOR_ALLOWED_SERVE_IMAGES"] == "acr.example/scoring/*"
+    assert env["MODELAPP_OPERATOR_ALLOWED_KANIKO_IMAGES"] == ""
+    assert env["MODELAPP_OPERATOR_REQUIRE_OBJECT_IDENTITY"] == "true"  # cluster-wide: per-object identity
+    plain = {
+        e["name"] for e in find(render({}), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert "MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS" not in plain  # the operator's default: Azure's endpoints

@@ -44,11 +44,9 @@ def _chart_values(node: RealNode, watch: str) -> dict[str, object]:
         "operator": {
             "logFormat": "plain",
             "resyncSeconds": 30,
-            # Azurite as pods reach it is no Azure blob host: allowed explicitly to receive credentials.
-            "extraEnv": [
-                {"name": "MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS", "value": urlsplit(node.blob_url).netloc}
-            ],
         },
+        # Azurite as pods reach it is no Azure blob host: allowed explicitly to receive credentials.
+        "allowedAccountHosts": [urlsplit(node.blob_url).netloc],
     }
 
 
