@@ -89,3 +89,30 @@ def test_a_build_pod_the_namespace_refuses_is_a_clear_condition(
     assert "restricted" in built["message"], built["message"]
     quarantined = app["status"].get("quarantined") or []
     assert quarantined == [], "the namespace is at fault, not the version"
+
+
+def test_a_fetch_that_fails_says_why_in_the_modelapps_status(
+    restricted_namespace: str, real_node: RealNode, blob_container: str, azurite: Azurite
+) -> None:
+    """The store lost a file the manifest lists: the init container fails verification, and the ModelApp
+    says so (FetchFailed, with the fetch's own words) long before the progress deadline."""
+    from azure.storage.blob import BlobServiceClient
+
+    ns = restricted_namespace
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    service.get_container_client(blob_container).delete_blob(f"{APP}/1.0.0/model.onnx")
+    service.close()
+    body = image_app(real_node, blob_container, "unused")
+    body["spec"]["packaging"] = "InitContainer"
+    body["spec"]["rollout"] = {"progressDeadlineSeconds": 600}
+    del body["spec"]["build"]
+    assert apply(ns, body).returncode == 0
+
+    def fetch_failed(app: dict[str, Any]) -> bool:
+        return condition(app, "RolledOut").get("reason") == "FetchFailed"
+
+    app = wait_for_status(ns, APP, fetch_failed, 400, "the fetch init container's failure in status")
+    message = condition(app, "RolledOut")["message"]
+    assert "fetch-model in pod" in message
+    assert "model.onnx" in message, message
+    assert condition(app, "Ready")["reason"] == "FetchFailed"
