@@ -28,6 +28,23 @@ MODELAPP = str(VENV_BIN / "modelapp")
 OPERATOR = str(VENV_BIN / "modelapp-operator")
 
 
+# How the tests run the operator process (the e2e HA test too).
+TEST_OPERATOR_ENV = {
+    "MODELAPP_OPERATOR_METRICS_PORT": "0",
+    "MODELAPP_OPERATOR_SCORER_IMAGE": "registry.example/scoring-service:test",
+    "MODELAPP_OPERATOR_FETCH_IMAGE": "registry.example/modelapp-operator:test",
+    # The KWOK stories name other images of this made-up registry (kwok-fail ones among them).
+    "MODELAPP_OPERATOR_ALLOWED_SERVE_IMAGES": "registry.example/*",
+    "MODELAPP_OPERATOR_ALLOWED_KANIKO_IMAGES": "registry.example/*",
+    # The test bed's Azurite, as the host (127.0.0.1) and pods (10.250.0.1) reach it: not an Azure
+    # blob host, so the operator sends it credentials only because it is allowed here.
+    "MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS": "127.0.0.1:10000,10.250.0.1:10000",
+    # The tests poll every second to stay fast; the operator's default floor (10 s) would slow
+    # every wait for a new version.
+    "MODELAPP_OPERATOR_POLL_INTERVAL_FLOOR_SECONDS": "1",
+}
+
+
 @dataclass
 class OperatorProcess:
     """`modelapp-operator` as a process watching one namespace, logging to a file."""
@@ -40,23 +57,7 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "MODELAPP_OPERATOR_METRICS_PORT": "0",
-            "MODELAPP_OPERATOR_SCORER_IMAGE": "registry.example/scoring-service:test",
-            "MODELAPP_OPERATOR_FETCH_IMAGE": "registry.example/modelapp-operator:test",
-            # The KWOK stories name other images of this made-up registry (kwok-fail ones among them).
-            "MODELAPP_OPERATOR_ALLOWED_SERVE_IMAGES": "registry.example/*",
-            "MODELAPP_OPERATOR_ALLOWED_KANIKO_IMAGES": "registry.example/*",
-            # The test bed's Azurite, as the host (127.0.0.1) and pods (10.250.0.1) reach it: not an Azure
-            # blob host, so the operator sends it credentials only because it is allowed here.
-            "MODELAPP_OPERATOR_ALLOWED_ACCOUNT_HOSTS": "127.0.0.1:10000,10.250.0.1:10000",
-            # The tests poll every second to stay fast; the operator's default floor (10 s) would slow
-            # every wait for a new version.
-            "MODELAPP_OPERATOR_POLL_INTERVAL_FLOOR_SECONDS": "1",
-            **self.env,
-        }
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **TEST_OPERATOR_ENV, **self.env}
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [OPERATOR, "-n", self.namespace, "--liveness", "", "--log-format", "plain", *self.extra_args],

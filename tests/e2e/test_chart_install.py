@@ -14,6 +14,7 @@ import pytest
 from chart_kit import Installer, helm, service_account_kubeconfig
 from operator_kit import (
     OPERATOR,
+    TEST_OPERATOR_ENV,
     OperatorProcess,
     apply,
     create_blob_secret,
@@ -206,14 +207,7 @@ class PeeredOperator(OperatorProcess):
     pod_id: str = ""
 
     def start(self) -> PeeredOperator:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "POD_ID": self.pod_id,
-            "MODELAPP_OPERATOR_METRICS_PORT": "0",
-            "MODELAPP_OPERATOR_SCORER_IMAGE": "registry.example/scoring-service:test",
-            "MODELAPP_OPERATOR_FETCH_IMAGE": "registry.example/modelapp-operator:test",
-        }
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "POD_ID": self.pod_id, **TEST_OPERATOR_ENV}
         # -v keeps kopf's per-object INFO logs, where peering says which replica pauses.
         args = [
             "-n",
