@@ -14,13 +14,21 @@ import numpy.typing as npt
 import orjson
 
 from scoring_service import __version__
-from scoring_service.codecs import binary_data, coerce_array, decode_base64, decode_json_tensor, json_data
+from scoring_service.codecs import (
+    binary_data,
+    check_finite,
+    coerce_array,
+    decode_base64,
+    decode_json_tensor,
+    json_data,
+)
 from scoring_service.errors import BadRequest, ScoringError
 from scoring_service.metrics import Metrics
 from scoring_service.parsing import (
     NO_IMAGES,
     ImageDecoder,
     InferRequest,
+    Limits,
     as_text,
     image_bytes,
     load_json,
@@ -54,6 +62,7 @@ class DataPlane:
         self.repo = repository
         self.metrics = metrics
         self._inline_max = settings.inline_max_elements
+        self._limits = Limits(allow_non_finite=settings.allow_non_finite)
         # prometheus_client's labels() takes a lock and builds a key on every call; the label sets
         # here are few and bounded (loaded models x endpoints x codes), so resolve each once.
         self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
@@ -112,7 +121,7 @@ class DataPlane:
         try:
             served = self.repo.get(name, version)
             model = served.require()
-            request = parse_infer(model, body, header_length, self._image_inputs(served))
+            request = parse_infer(model, body, header_length, self._image_inputs(served), self._limits)
             results = await self._run(served, model, request.feeds, request.count, request.outputs)
             reply = self._infer_reply(served, request, results)
         except ScoringError as exc:
@@ -231,6 +240,8 @@ class DataPlane:
             arr = as_text(arr, "data")
         else:
             arr = coerce_array(spec.datatype, payload, "data")
+            if arr.dtype.kind == "f" and not self._limits.allow_non_finite:
+                check_finite(arr, "data")
         if arr.ndim == len(spec.shape) - 1:
             arr = arr[None, ...]  # one sample without the batch dimension
         if not spec.accepts_shape(arr.shape):

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=16_000_000, ge=1)
     """Largest decoded image (width x height) accepted by the image preprocessor."""
 
+    allow_non_finite: bool = False
+    """Accept NaN and ±infinity in FP16/FP32/FP64 inputs. Off, they get 400: that includes JSON numbers
+    beyond the datatype (1e39 as FP32 is inf, 70000 as FP16) and NaN or inf bit patterns in binary data,
+    which most models would turn into NaN outputs without a word."""
+
     default_model: str | None = None
     """Model used by `/score` and `/version`; defaults to the only (or first by name) model."""
 
