@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,13 +12,16 @@ import anyio.to_thread
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import JSONResponse, Response
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive, Scope, Send
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scoring_service import __version__
 from scoring_service.errors import ScoringError
-from scoring_service.metrics import Metrics
+from scoring_service.metrics import CONTENT_TYPE, Metrics
 from scoring_service.repository import ModelRepository
 from scoring_service.routes import INFER_PATH, fast_infer, router
 from scoring_service.service import DataPlane
@@ -52,20 +56,36 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 class ScoringApp(FastAPI):
-    """FastAPI, with POST .../infer answered before FastAPI's per-request work (see `fast_infer`)."""
+    """FastAPI, with POST .../infer answered before FastAPI's per-request work (see `fast_infer`).
+
+    Requests that came in on the operations port go to `ops` instead (one uvicorn server listens on
+    both sockets, so that `--workers` shares them as it shares the serving socket).
+    """
+
+    ops: ASGIApp | None = None
+    ops_port: int = -1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            match = INFER_PATH.fullmatch(scope["path"])
-            if match is not None:
-                try:
-                    await fast_infer(self.state.dataplane, scope, receive, send, match)
-                except Exception:
-                    # Outside FastAPI's error middleware: keep its contract (log, 500, JSON body).
-                    log.exception("unhandled error on POST %s", scope["path"])
-                    await _send_500(send)
+        if scope["type"] == "http":
+            server = scope.get("server")
+            if server is not None and server[1] == self.ops_port:
+                assert self.ops is not None
+                await self.ops(scope, receive, send)
                 return
+            if scope["method"] == "POST":
+                match = INFER_PATH.fullmatch(scope["path"])
+                if match is not None:
+                    await self._fast_infer(scope, receive, send, match)
+                    return
         await super().__call__(scope, receive, send)
+
+    async def _fast_infer(self, scope: Scope, receive: Receive, send: Send, match: re.Match[str]) -> None:
+        try:
+            await fast_infer(self.state.dataplane, scope, receive, send, match)
+        except Exception:
+            # Outside FastAPI's error middleware: keep its contract (log, 500, JSON body).
+            log.exception("unhandled error on POST %s", scope["path"])
+            await _send_500(send)
 
 
 async def _send_500(send: Send) -> None:
@@ -76,6 +96,22 @@ async def _send_500(send: Send) -> None:
         await send({"type": "http.response.body", "body": body})
     except Exception:  # response already started: nothing more can be said to this client
         log.debug("could not send the 500 response", exc_info=True)
+
+
+def create_ops_app(serving: FastAPI, metrics: Metrics) -> Starlette:
+    """/metrics, and the serving app's OpenAPI document and Swagger UI, for the operations port."""
+
+    async def render_metrics(_: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    async def openapi(_: Request) -> Response:
+        return JSONResponse(serving.openapi())
+
+    async def docs(_: Request) -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{serving.title} - docs")
+
+    routes = [Route("/metrics", render_metrics), Route("/openapi.json", openapi), Route("/docs", docs)]
+    return Starlette(routes=routes, exception_handlers={StarletteHTTPException: _http_error})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -103,7 +139,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="ONNX models over the Open Inference Protocol (KServe V2 REST) and the seeds' API.",
         lifespan=lifespan,
+        openapi_url=None,  # /openapi.json and /docs are on the operations port
+        docs_url=None,
+        redoc_url=None,
     )
+    if settings.metrics_port:
+        app.ops, app.ops_port = create_ops_app(app, metrics), settings.metrics_port
     app.state.settings = settings
     app.state.dataplane = dataplane
     app.include_router(router)

@@ -14,7 +14,6 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from scoring_service.errors import BadRequest, PayloadTooLarge, ScoringError, UnsupportedMediaType
-from scoring_service.metrics import CONTENT_TYPE
 from scoring_service.service import DataPlane, Reply
 
 JSON = "application/json"
@@ -24,7 +23,7 @@ HEADER_LENGTH_KEY = HEADER_LENGTH.lower()
 router = APIRouter()
 
 # The request bodies are parsed by hand (orjson + explicit checks) for speed, so FastAPI cannot
-# derive their schema; these describe them for /docs and for the schemathesis fuzz test.
+# derive their schema; these describe them for /docs (on the operations port) and the schemathesis fuzz test.
 _TENSOR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["name", "datatype", "shape"],
@@ -226,11 +225,6 @@ async def model_version_ready(request: Request, name: str, version: str) -> Resp
 @router.get("/version", tags=["seed API"])
 async def version(request: Request) -> Response:
     return _response(_plane(request).version())
-
-
-@router.get("/metrics", tags=["operations"])
-async def metrics(request: Request) -> Response:
-    return Response(_plane(request).metrics.render(), media_type=CONTENT_TYPE)
 
 
 # -- fast path -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +23,13 @@ class Settings(BaseSettings):
 
     port: int = Field(default=8080, ge=0, le=65535)
     """Port `serve` listens on."""
+
+    metrics_port: int = Field(default=8082, ge=0, le=65535)
+    """Port of the operations endpoints: `/metrics`, `/docs`, `/openapi.json`; 0 turns them off.
+
+    Not the serving port: whoever can send inference requests need not read the metrics of every
+    model or the API's layout, and a scrape never queues behind inference.
+    """
 
     workers: int = Field(default=1, ge=1)
     """uvicorn worker processes. Prefer 1 per pod and scale replicas: metrics are per process."""
@@ -71,6 +78,12 @@ class Settings(BaseSettings):
 
     access_log: bool = False
     """uvicorn access log; off by default because it costs throughput on the hot path."""
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> Settings:
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError(f"metrics_port {self.metrics_port} is also the serving port; pick another, or 0")
+        return self
 
 
 @lru_cache(maxsize=1)

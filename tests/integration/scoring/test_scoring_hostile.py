@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -133,3 +134,32 @@ def test_non_finite_binary_tensors_are_a_400(server: Server, datatype: str, valu
         headers={"Inference-Header-Content-Length": str(len(head))},
     )
     assert "finite" in assert_json_error(response.status_code, response.content, 400)
+
+
+# -- 13: operations port ----------------------------------------------------------------------
+
+
+def test_metrics_and_docs_only_on_the_operations_port(server: Server) -> None:
+    httpx.post(server.url + "/v2/models/diabetes/infer", content=GOOD)
+    for path in ("/metrics", "/docs", "/openapi.json", "/redoc"):
+        response = httpx.get(server.url + path)
+        assert_json_error(response.status_code, response.content, 404)
+    metrics = httpx.get(server.metrics_url + "/metrics")
+    assert metrics.status_code == 200
+    assert (
+        'scoring_requests_total{code="200",endpoint="infer",model="diabetes",version="1.0.0"}' in metrics.text
+    )
+    assert "/v2/models/{name}/infer" in httpx.get(server.metrics_url + "/openapi.json").json()["paths"]
+    assert "swagger" in httpx.get(server.metrics_url + "/docs").text.lower()
+    # The operations port serves operations only.
+    assert httpx.get(server.metrics_url + "/v2/health/live").status_code == 404
+    assert httpx.post(server.metrics_url + "/v2/models/diabetes/infer", content=GOOD).status_code == 404
+
+
+def test_the_operations_port_can_be_turned_off(
+    start_server: Callable[..., Server], example_bundles: dict[str, Path]
+) -> None:
+    server = start_server(example_bundles["diabetes"], env={"SCORING_METRICS_PORT": "0"})
+    assert httpx.get(server.url + "/metrics").status_code == 404
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(server.metrics_url + "/metrics")

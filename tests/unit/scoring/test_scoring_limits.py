@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from scoring_service import codecs, parsing
 from scoring_service.errors import BadRequest
 from scoring_service.runtime import OnnxModel
+from unit.scoring.conftest import ops
 from unit.scoring.scoring_models import identity_model, linear_model
 
 pytestmark = pytest.mark.unit
@@ -124,3 +126,67 @@ def test_non_finite_values_allowed_by_setting(
     assert lenient.post("/v2/models/linear/infer", content=head + raw, headers=headers).status_code == 200
     assert lenient.post("/score", json={"data": [[1e39, 0, 0]]}).status_code == 200
     assert strict.post("/score", json={"data": [[1e39, 0, 0]]}).status_code == 400
+
+
+# -- readiness says what failed, not where it lives ----------------------------------------------
+
+
+def test_readiness_reasons_name_no_file_paths(
+    model_dir: Path, tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    model = model_dir / "linear-v2" / "model.onnx"
+    model.write_bytes(model.read_bytes()[:-1] + b"\x00")  # checksum mismatch
+    (model_dir / "classifier" / "modelapp.json").write_text("{not json")  # invalid manifest
+    shutil.copytree(model_dir / "linear-v1", model_dir / "linear-v1-copy")  # duplicate name and version
+    (model_dir / "junk").mkdir()
+    (model_dir / "junk" / "model.onnx").write_bytes(b"not protobuf")  # onnxruntime refuses it
+    client = make_client(model_dir)
+    texts = [client.get("/v2/health/ready").text]
+    texts += [client.get(f"/v2/models/{m}/ready").text for m in ("linear", "junk", "classifier")]
+    texts += [client.post(f"/v2/models/{m}/infer", json={"inputs": []}).text for m in ("linear", "junk")]
+    reasons = orjson.loads(texts[0])["reasons"]
+    assert len(reasons) == 4
+    assert any("checksum mismatch" in r for r in reasons)
+    for text in texts:
+        assert str(tmp_path) not in text
+        assert str(tmp_path.resolve()) not in text
+    for missing in (tmp_path / "nowhere", tmp_path / "empty"):
+        if missing.name == "empty":
+            missing.mkdir()
+        text = make_client(missing).get("/v2/health/ready").text
+        assert "reasons" in text
+        assert str(tmp_path) not in text
+        assert str(tmp_path) not in make_client(missing).get("/version").text
+
+
+# -- the operations port -------------------------------------------------------------------------
+
+
+def test_operations_only_on_the_operations_port(
+    model_dir: Path, make_client: Callable[..., TestClient]
+) -> None:
+    client = make_client(model_dir, metrics_port=9123)
+    operations = ops(client)
+    assert operations.base_url.port == 9123
+    client.post("/v2/models/linear/infer", json={"inputs": []})
+    for path in ("/metrics", "/openapi.json", "/docs", "/redoc"):
+        assert client.get(path).status_code == 404
+    assert (
+        'scoring_requests_total{code="400",endpoint="infer",model="linear",version="2"} 1.0'
+        in operations.get("/metrics").text
+    )
+    assert "/v2/models/{name}/infer" in operations.get("/openapi.json").json()["paths"]
+    assert operations.get("/docs").status_code == 200
+    assert operations.get("/v2/health/live").status_code == 404
+    assert operations.post("/v2/models/linear/infer", json={"inputs": []}).status_code == 404
+    disabled = make_client(model_dir, metrics_port=0)
+    assert disabled.get("/metrics").status_code == 404
+
+
+def test_metrics_port_must_differ_from_the_serving_port() -> None:
+    from pydantic import ValidationError
+    from scoring_service.settings import Settings
+
+    with pytest.raises(ValidationError, match="metrics_port"):
+        Settings(port=8080, metrics_port=8080)
+    Settings(port=8080, metrics_port=0)
