@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -75,17 +74,14 @@ class ScoringApp(FastAPI):
             if scope["method"] == "POST":
                 match = INFER_PATH.fullmatch(scope["path"])
                 if match is not None:
-                    await self._fast_infer(scope, receive, send, match)
+                    try:
+                        await fast_infer(self.state.dataplane, scope, receive, send, match)
+                    except Exception:
+                        # Outside FastAPI's error middleware: keep its contract (log, 500, JSON body).
+                        log.exception("unhandled error on POST %s", scope["path"])
+                        await _send_500(send)
                     return
         await super().__call__(scope, receive, send)
-
-    async def _fast_infer(self, scope: Scope, receive: Receive, send: Send, match: re.Match[str]) -> None:
-        try:
-            await fast_infer(self.state.dataplane, scope, receive, send, match)
-        except Exception:
-            # Outside FastAPI's error middleware: keep its contract (log, 500, JSON body).
-            log.exception("unhandled error on POST %s", scope["path"])
-            await _send_500(send)
 
 
 async def _send_500(send: Send) -> None:
@@ -133,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             extra={"ready": repository.ready, "models": [f"{m.name}:{m.version}" for m in repository.all()]},
         )
         yield
+        dataplane.close()
 
     app = ScoringApp(
         title="ModelApp scoring service",

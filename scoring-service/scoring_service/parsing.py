@@ -17,7 +17,7 @@ from scoring_service.codecs import (
     decode_binary_tensor,
     decode_json_tensor,
 )
-from scoring_service.errors import BadRequest, brief
+from scoring_service.errors import BadRequest, PayloadTooLarge, brief
 
 if TYPE_CHECKING:
     from scoring_service.runtime import OnnxModel, TensorSpec
@@ -34,6 +34,8 @@ class Limits:
 
     allow_non_finite: bool = False
     """Accept NaN and ±infinity in float tensors."""
+    max_json_bytes: int = 8 * 1024 * 1024
+    """The JSON document (with binary tensor data, its header): parsing costs ~13x its size in memory."""
 
 
 DEFAULT_LIMITS = Limits()
@@ -65,7 +67,7 @@ def parse_infer(
     `image_inputs` maps the inputs that also accept encoded images (as BYTES) to their decoder.
     """
     header, binary = split_body(body, header_length)
-    request = load_request(header)
+    request = load_request(header, limits.max_json_bytes)
     inputs = request_inputs(request)
     feeds, count = decode_inputs(model.input_by_name, inputs, binary, image_inputs, limits.allow_non_finite)
     binary_all = binary_data_output(request)
@@ -85,15 +87,20 @@ def split_body(body: bytes, header_length: int | None) -> tuple[bytes, memoryvie
     return body[:header_length], memoryview(body)[header_length:]
 
 
-def load_json(text: bytes) -> Any:
+def load_json(text: bytes, max_bytes: int = DEFAULT_LIMITS.max_json_bytes) -> Any:
+    if len(text) > max_bytes:
+        raise PayloadTooLarge(
+            f"the JSON document is {len(text)} bytes, above the limit of {max_bytes}; "
+            "send large tensors with the binary tensor data extension"
+        )
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request is not valid JSON: {exc}") from None
 
 
-def load_request(header: bytes) -> dict[str, Any]:
-    request = load_json(header)
+def load_request(header: bytes, max_bytes: int = DEFAULT_LIMITS.max_json_bytes) -> dict[str, Any]:
+    request = load_json(header, max_bytes)
     if type(request) is not dict:
         raise BadRequest("request must be a JSON object")
     return request

@@ -94,8 +94,9 @@ def _response(reply: Reply) -> Response:
     )
 
 
-async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
-    """The whole request body, refusing more than `limit` bytes before buffering them."""
+async def read_body(receive: Receive, headers: Mapping[str, str], plane: DataPlane) -> bytes:
+    """The whole request body, refusing more than the limit before buffering it; inflated off the loop."""
+    limit = plane.settings.max_request_bytes
     length = headers.get("content-length")
     if length is not None:
         if not _is_uint(length):
@@ -118,7 +119,7 @@ async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) ->
     body = parts[0] if len(parts) == 1 else b"".join(parts)
     encoding = headers.get("content-encoding")
     if encoding is not None and encoding != "identity":
-        body = _decompress(body, encoding, limit)
+        body = await plane.offload(_decompress, body, encoding, plane.settings.max_decompressed_bytes)
     return body
 
 
@@ -155,7 +156,7 @@ async def handle_infer(
     plane: DataPlane, headers: Mapping[str, str], receive: Receive, name: str, version: str | None
 ) -> Reply:
     """POST .../infer for both the FastAPI route and the fast path: one implementation."""
-    body = await read_body(receive, headers, plane.settings.max_request_bytes)
+    body = await read_body(receive, headers, plane)
     return await plane.infer(name, version, body, _header_length(headers))
 
 
@@ -179,9 +180,7 @@ async def infer_version(request: Request, name: str, version: str) -> Response:
 @router.post("/score", tags=["seed API"], openapi_extra=_SCORE_BODY)
 async def score(request: Request) -> Response:
     plane = _plane(request)
-    return _response(
-        await plane.score(await read_body(request.receive, request.headers, plane.settings.max_request_bytes))
-    )
+    return _response(await plane.score(await read_body(request.receive, request.headers, plane)))
 
 
 # -- health, metadata ------------------------------------------------------------------------

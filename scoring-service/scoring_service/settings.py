@@ -44,17 +44,52 @@ class Settings(BaseSettings):
     """onnxruntime graph optimisation level applied when the session is created."""
 
     inline_max_elements: int = Field(default=65536, ge=0)
-    """Requests with at most this many input elements run on the event loop; larger ones in a thread.
+    """Requests with at most this many input elements (or decoded image pixels) run on the event loop.
 
     Small models finish in microseconds, less than a thread hand-off costs; big ones would block
     health checks, and onnxruntime releases the GIL while it runs.
     """
 
+    inline_max_bytes: int = Field(default=64 * 1024, ge=0)
+    """Request bodies up to this size are parsed on the event loop; larger ones in a worker thread.
+
+    Parsing a 64 KiB JSON body takes about a millisecond; 3 MB of images took 14 s on the loop,
+    during which not even `/v2/health/live` answered.
+    """
+
+    worker_threads: int = Field(default=2, ge=1)
+    """Threads that parse large bodies, decompress, decode images and run large inputs.
+
+    They bound the CPU and memory that such requests take at once (parsing JSON costs ~13x its size
+    in memory); the others wait for a free thread, and the event loop stays free for small requests
+    and health.
+    """
+
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Largest request body accepted; larger bodies get 413 before they are buffered."""
 
+    max_decompressed_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest body once inflated (`Content-Encoding: gzip|deflate`); larger ones get 413.
+
+    Lower than `max_request_bytes`: 60 KiB of gzip inflated to 59 MiB of JSON, whose parsing took
+    the process to 0.97 GB.
+    """
+
+    max_json_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    """Largest JSON document (the whole body, or the header before binary tensor data); larger get 413.
+
+    Parsing costs ~13x the text in memory (8 MiB of JSON numbers peak at ~110 MB); large tensors go
+    as binary tensor data, which is read in place.
+    """
+
     max_image_pixels: int = Field(default=16_000_000, ge=1)
     """Largest decoded image (width x height) accepted by the image preprocessor."""
+
+    max_images: int = Field(default=64, ge=1)
+    """Most images one request may carry."""
+
+    max_request_pixels: int = Field(default=64_000_000, ge=1)
+    """Most pixels, over all its images, one request may ask to decode (~0.5 s of decoding)."""
 
     allow_non_finite: bool = False
     """Accept NaN and ±infinity in FP16/FP32/FP64 inputs. Off, they get 400: that includes JSON numbers

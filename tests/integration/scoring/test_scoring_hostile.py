@@ -6,6 +6,9 @@ attack runs) and what a client needs (a 4xx with a JSON error, never a stall or 
 
 from __future__ import annotations
 
+import base64
+import gzip
+import io
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +20,7 @@ import numpy as np
 import orjson
 import pytest
 from integration.scoring.conftest import Server
+from PIL import Image
 from unit.scoring.scoring_models import DATATYPES
 
 pytestmark = pytest.mark.integration
@@ -59,6 +63,100 @@ def assert_json_error(status: int, body: bytes, expected: int) -> str:
     assert isinstance(error, str)
     assert error
     return error
+
+
+# -- 11: images and decompression -------------------------------------------------------------
+
+
+def big_png_b64() -> str:
+    """A 4000x4000 PNG of ~16 KB: cheap to send, 16 million pixels to decode."""
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((4000, 4000), np.uint8)).save(buf, format="PNG", optimize=True)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def images_body(count: int) -> bytes:
+    tensor = {"name": "input", "datatype": "BYTES", "shape": [count], "data": [big_png_b64()] * count}
+    return orjson.dumps({"inputs": [tensor]})
+
+
+def test_many_large_images_are_refused_before_decoding(server: Server) -> None:
+    body = images_body(144)  # ~3 MB, 2.3 billion pixels
+    with health_probe(server) as latencies:
+        start = time.perf_counter()
+        response = httpx.post(server.url + "/v2/models/digits/infer", content=body, timeout=60)
+        elapsed = time.perf_counter() - start
+    assert "images" in assert_json_error(response.status_code, response.content, 400)
+    assert elapsed < 2.0
+    assert max(latencies) < HEALTH_BUDGET
+
+
+def test_image_decoding_runs_off_the_event_loop(
+    start_server: Callable[..., Server], example_bundles: dict[str, Path]
+) -> None:
+    server = start_server(
+        example_bundles["digits"],
+        env={"SCORING_MAX_IMAGES": "1000", "SCORING_MAX_REQUEST_PIXELS": str(10**12)},
+    )
+    with health_probe(server) as latencies:
+        start = time.perf_counter()
+        response = httpx.post(server.url + "/v2/models/digits/infer", content=images_body(30), timeout=120)
+        elapsed = time.perf_counter() - start
+    assert response.status_code == 200, response.text
+    assert elapsed > 1.0, "decoding 480 million pixels should take a while; the test proves nothing"
+    assert max(latencies) < HEALTH_BUDGET, f"health took {max(latencies):.2f} s while images decoded"
+
+
+def peak_rss_growth(server: Server, action: Callable[[], None]) -> int:
+    """Bytes the server's peak RSS grew by during `action` (the kernel's high-water mark, reset first)."""
+    pid = server.process.pid
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+    def field(name: str) -> int:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(name)
+
+    before = field("VmRSS")
+    action()
+    return field("VmHWM") - before
+
+
+def test_a_gzip_bomb_is_refused_in_bounded_memory(server: Server) -> None:
+    data = b"[" + b"0," * 31_000_000 + b"0]"  # 59 MiB of JSON in a 60 KiB gzip body
+    bomb = gzip.compress(
+        b'{"inputs":[{"name":"input","datatype":"FP32","shape":[1,10],"data":' + data + b"}]}"
+    )
+    responses: list[httpx.Response] = []
+
+    def send() -> None:
+        responses.append(
+            httpx.post(
+                server.url + "/v2/models/diabetes/infer",
+                content=bomb,
+                headers={"Content-Encoding": "gzip"},
+                timeout=60,
+            )
+        )
+
+    growth = peak_rss_growth(server, send)
+    assert "decompressed" in assert_json_error(responses[0].status_code, responses[0].content, 413)
+    assert growth < 48 * 2**20, f"peak RSS grew by {growth / 2**20:.0f} MiB"
+
+
+def test_a_large_json_body_is_refused_before_parsing(server: Server) -> None:
+    body = (
+        b'{"inputs":[{"name":"input","datatype":"FP32","shape":[1,10],"data":[' + b"0," * 5_000_000 + b"0]}]}"
+    )
+    responses: list[httpx.Response] = []
+
+    def send() -> None:
+        responses.append(httpx.post(server.url + "/v2/models/diabetes/infer", content=body, timeout=60))
+
+    growth = peak_rss_growth(server, send)
+    assert "binary tensor data" in assert_json_error(responses[0].status_code, responses[0].content, 413)
+    assert growth < 48 * 2**20, f"peak RSS grew by {growth / 2**20:.0f} MiB"
 
 
 # -- 12: what JSON can smuggle in -------------------------------------------------------------

@@ -274,7 +274,7 @@ def test_unknown_model_version_route_and_method(client: TestClient) -> None:
 
 
 def test_body_limit(model_dir: Path, make_client: Callable[..., TestClient]) -> None:
-    small = make_client(model_dir, max_request_bytes=1024)
+    small = make_client(model_dir, max_request_bytes=1024, max_decompressed_bytes=1024)
     response = small.post(
         "/v2/models/linear/infer", content=b"x" * 2048, headers={"Content-Type": "application/json"}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +13,10 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 from scoring_service import codecs, parsing
-from scoring_service.errors import BadRequest
+from scoring_service.errors import BadRequest, PayloadTooLarge
 from scoring_service.runtime import OnnxModel
 from unit.scoring.conftest import ops
-from unit.scoring.scoring_models import identity_model, linear_model
+from unit.scoring.scoring_models import b64, identity_model, linear_model, png
 
 pytestmark = pytest.mark.unit
 
@@ -126,6 +127,58 @@ def test_non_finite_values_allowed_by_setting(
     assert lenient.post("/v2/models/linear/infer", content=head + raw, headers=headers).status_code == 200
     assert lenient.post("/score", json={"data": [[1e39, 0, 0]]}).status_code == 200
     assert strict.post("/score", json={"data": [[1e39, 0, 0]]}).status_code == 400
+
+
+# -- budgets -------------------------------------------------------------------------------------
+
+
+def test_json_above_its_budget_is_413_before_parsing() -> None:
+    body = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]}]})
+    limits = parsing.Limits(max_json_bytes=len(body) - 1)
+    with pytest.raises(PayloadTooLarge, match="binary tensor data"):
+        parsing.parse_infer(LINEAR, body, None, limits=limits)
+    # Binary tensor data after the JSON header does not count against it.
+    raw = np.zeros(3, dtype=np.float32).tobytes()
+    head = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3],
+                                     "parameters": {"binary_data_size": len(raw)}}]})  # fmt: skip
+    parsing.parse_infer(LINEAR, head + raw, len(head), limits=parsing.Limits(max_json_bytes=len(head)))
+
+
+def test_decompressed_cap_is_its_own(model_dir: Path, make_client: Callable[..., TestClient]) -> None:
+    client = make_client(model_dir, max_decompressed_bytes=4096)
+    padded = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3],
+                                       "data": [1, 2, 3]}], "id": " " * 5000})  # fmt: skip
+    response = client.post("/v2/models/linear/infer", content=padded)
+    assert response.status_code == 200  # the cap is on inflated bodies only
+    response = client.post(
+        "/v2/models/linear/infer", content=gzip.compress(padded), headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 413
+    assert "decompressed" in response.json()["error"]
+
+
+def image_request(count: int, pixels: list[list[int]]) -> dict[str, Any]:
+    return {
+        "inputs": [{"name": "x", "datatype": "BYTES", "shape": [count], "data": [b64(png(pixels))] * count}]
+    }
+
+
+def test_images_per_request_and_pixels_per_request(
+    model_dir: Path, make_client: Callable[..., TestClient]
+) -> None:
+    client = make_client(model_dir, max_images=3, max_request_pixels=4 * 4 * 3)
+    small, large = [[0, 255], [0, 0]], np.zeros((4, 4), dtype=np.uint8).tolist()
+    assert client.post("/v2/models/classifier/infer", json=image_request(3, small)).status_code == 200
+    too_many = client.post("/v2/models/classifier/infer", json=image_request(4, small))
+    assert too_many.status_code == 400
+    assert "4 images" in too_many.json()["error"]
+    assert client.post("/v2/models/classifier/infer", json=image_request(3, large)).status_code == 200
+    client = make_client(model_dir, max_images=3, max_request_pixels=4 * 4 * 3 - 1)
+    too_large = client.post("/v2/models/classifier/infer", json=image_request(3, large))
+    assert too_large.status_code == 400
+    assert "pixels" in too_large.json()["error"]
+    scored = client.post("/score", json={"input": [b64(png(large))] * 3})
+    assert (scored.status_code, "pixels" in scored.json()["error"]) == (400, True)
 
 
 # -- readiness says what failed, not where it lives ----------------------------------------------
