@@ -58,11 +58,15 @@ class ScoringApp(FastAPI):
     """FastAPI, with POST .../infer answered before FastAPI's per-request work (see `fast_infer`).
 
     Requests that came in on the operations port go to `ops` instead (one uvicorn server listens on
-    both sockets, so that `--workers` shares them as it shares the serving socket).
+    both sockets, so that `--workers` shares them as it shares the serving socket). POST requests
+    (inference) beyond `max_busy` in progress get an immediate 503: a flood queues nowhere, and
+    health, metadata and the operations port are never turned away.
     """
 
     ops: ASGIApp | None = None
     ops_port: int = -1
+    busy: int = 0
+    max_busy: int = 1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -72,26 +76,45 @@ class ScoringApp(FastAPI):
                 await self.ops(scope, receive, send)
                 return
             if scope["method"] == "POST":
-                match = INFER_PATH.fullmatch(scope["path"])
-                if match is not None:
+                if self.busy >= self.max_busy:
+                    await _send_busy(send, self.busy)
+                    return
+                self.busy += 1
+                try:
+                    match = INFER_PATH.fullmatch(scope["path"])
+                    if match is None:
+                        await super().__call__(scope, receive, send)
+                        return
                     try:
                         await fast_infer(self.state.dataplane, scope, receive, send, match)
                     except Exception:
                         # Outside FastAPI's error middleware: keep its contract (log, 500, JSON body).
                         log.exception("unhandled error on POST %s", scope["path"])
-                        await _send_500(send)
-                    return
+                        await _send_json(send, 500, b'{"error":"internal error"}')
+                finally:
+                    self.busy -= 1
+                return
         await super().__call__(scope, receive, send)
 
 
-async def _send_500(send: Send) -> None:
-    body = b'{"error":"internal error"}'
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def _send_busy(send: Send, busy: int) -> None:
+    body = orjson.dumps({"error": f"server busy: {busy} inference requests in progress; retry later"})
+    await _send_json(send, 503, body, [(b"retry-after", b"1")])
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
     try:
-        await send({"type": "http.response.start", "status": 500, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
     except Exception:  # response already started: nothing more can be said to this client
-        log.debug("could not send the 500 response", exc_info=True)
+        log.debug("could not send the %d response", status, exc_info=True)
 
 
 def create_ops_app(serving: FastAPI, metrics: Metrics) -> Starlette:
@@ -142,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if settings.metrics_port:
         app.ops, app.ops_port = create_ops_app(app, metrics), settings.metrics_port
+    app.max_busy = settings.max_concurrent_requests
     app.state.settings = settings
     app.state.dataplane = dataplane
     app.include_router(router)

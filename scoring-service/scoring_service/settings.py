@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     and health.
     """
 
+    max_concurrent_requests: int = Field(default=32, ge=1)
+    """Inference requests (POST) in progress at once, from the first byte of their body to the answer.
+
+    One more gets 503 with `Retry-After: 1` at once instead of queueing: bodies waiting for a worker
+    thread hold memory, and a client that floods should learn so fast. Health, metadata and the
+    operations port are not counted.
+    """
+
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Largest request body accepted; larger bodies get 413 before they are buffered."""
 

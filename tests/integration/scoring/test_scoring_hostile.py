@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,6 +64,90 @@ def assert_json_error(status: int, body: bytes, expected: int) -> str:
     assert isinstance(error, str)
     assert error
     return error
+
+
+# -- raw sockets: what httpx will not send ----------------------------------------------------
+
+
+def connect(server: Server, first: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    if first:
+        sock.sendall(first)
+    sock.setblocking(False)
+    return sock
+
+
+def read_reply(sock: socket.socket) -> tuple[bytes, bool]:
+    """What the server has sent so far, and whether it closed the connection."""
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return b"".join(chunks), False
+        except OSError:
+            return b"".join(chunks), True
+        if not data:
+            return b"".join(chunks), True
+        chunks.append(data)
+
+
+def trickle(
+    socks: list[socket.socket], piece: bytes, seconds: float, step: float = 0.5
+) -> tuple[dict[int, float], dict[int, bytes]]:
+    """Send `piece` on every open socket each `step` seconds: when each one was closed, and what it got."""
+    start = time.monotonic()
+    closed: dict[int, float] = {}
+    replies: dict[int, bytes] = {}
+    while len(closed) < len(socks) and time.monotonic() - start < seconds:
+        for i, sock in enumerate(socks):
+            if i in closed:
+                continue
+            data, gone = read_reply(sock)
+            replies[i] = replies.get(i, b"") + data
+            if not gone:
+                try:
+                    sock.sendall(piece)
+                except OSError:
+                    gone = True
+            if gone:
+                closed[i] = time.monotonic() - start
+        time.sleep(step)
+    return closed, replies
+
+
+def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+# -- 11: concurrency --------------------------------------------------------------------------
+
+
+def test_requests_beyond_the_concurrency_limit_get_a_fast_503(
+    start_server: Callable[..., Server], example_bundles: dict[str, Path]
+) -> None:
+    server = start_server(example_bundles["diabetes"], env={"SCORING_MAX_CONCURRENT_REQUESTS": "2"})
+    head = b"POST /v2/models/diabetes/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(GOOD)
+    pending = [connect(server, head + GOOD[:5]) for _ in range(2)]  # two requests waiting for their bodies
+    try:
+        time.sleep(0.3)
+        start = time.perf_counter()
+        busy = httpx.post(server.url + "/v2/models/diabetes/infer", content=GOOD, timeout=10)
+        assert time.perf_counter() - start < HEALTH_BUDGET
+        assert "busy" in assert_json_error(busy.status_code, busy.content, 503)
+        assert busy.headers["retry-after"] == "1"
+        assert httpx.get(server.url + "/v2/health/live", timeout=1).status_code == 200
+        for sock in pending:
+            sock.setblocking(True)
+            sock.sendall(GOOD[5:])
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    finally:
+        for sock in pending:
+            sock.close()
+    assert httpx.post(server.url + "/v2/models/diabetes/infer", content=GOOD).status_code == 200
 
 
 # -- 11: images and decompression -------------------------------------------------------------
