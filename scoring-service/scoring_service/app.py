@@ -15,6 +15,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -47,6 +48,12 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     return _error(400, "; ".join(str(e.get("msg", e)) for e in exc.errors()))
+
+
+async def _client_gone(_: Request, exc: Exception) -> Response:
+    # The client left, or its body missed the deadline (the protocol already answered 408): this
+    # response is never sent. Without this handler each one would be logged as an unhandled error.
+    return Response(status_code=499)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -172,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
     return app
 

@@ -65,6 +65,22 @@ class Settings(BaseSettings):
     and health.
     """
 
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds a connection has to send a request's head (line and headers), from its first byte (or
+    from connecting); then 408 and the connection is closed. uvicorn has no such deadline: 300
+    connections sending a header line every 2 s were held for as long as they cared to."""
+
+    body_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a request has to send its body once the head is in; then 408 and the connection is
+    closed. 30 s carries a 64 MiB body at 18 Mbit/s."""
+
+    keep_alive_timeout: int = Field(default=5, ge=1)
+    """Seconds an idle keep-alive connection stays open between requests (uvicorn's `timeout_keep_alive`)."""
+
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    """Largest request head (line and headers) that may arrive over several reads; beyond it 431
+    and the connection is closed. uvicorn with httptools buffers a head without limit."""
+
     max_concurrent_requests: int = Field(default=32, ge=1)
     """Inference requests (POST) in progress at once, from the first byte of their body to the answer.
 

@@ -123,6 +123,95 @@ def split_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     return int(status_line.split()[1]), headers, body
 
 
+# -- 11: slowloris ----------------------------------------------------------------------------
+
+
+def cut_within(deadline: float, server: Server, socks: list[socket.socket], piece: bytes) -> dict[int, bytes]:
+    """Trickle `piece` on every socket while probing health: each is closed by the deadline (plus the
+    trickle's step), health answers throughout. What each socket received."""
+    try:
+        with health_probe(server) as latencies:
+            closed, replies = trickle(socks, piece, seconds=12)
+    finally:
+        for sock in socks:
+            sock.close()
+    assert len(closed) == len(socks), f"{len(socks) - len(closed)} slow connections still open after 12 s"
+    assert max(closed.values()) < deadline + 2.5
+    assert max(latencies) < HEALTH_BUDGET, f"health took {max(latencies):.2f} s"
+    return replies
+
+
+def test_slow_and_idle_connections_are_cut_at_the_header_deadline(
+    start_server: Callable[..., Server], example_bundles: dict[str, Path]
+) -> None:
+    server = start_server(example_bundles["diabetes"], env={"SCORING_HEADER_TIMEOUT": "2"})
+    head = b"POST /v2/models/diabetes/infer HTTP/1.1\r\nHost: x\r\n"
+    socks = [connect(server, head) for _ in range(290)] + [connect(server) for _ in range(10)]
+    replies = cut_within(2, server, socks, b"X-Slow: 1\r\n")
+    status, headers, body = split_response(replies[0])
+    assert (status, headers["connection"]) == (408, "close")
+    assert "headers" in assert_json_error(status, body, 408)
+
+
+def test_slow_bodies_are_cut_at_the_body_deadline(
+    start_server: Callable[..., Server], example_bundles: dict[str, Path]
+) -> None:
+    server = start_server(example_bundles["diabetes"], env={"SCORING_BODY_TIMEOUT": "2"})
+    infer = b"POST /v2/models/diabetes/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"
+    score = b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"
+    # A route that never reads its body answers at once, but the body must not hold the connection.
+    health = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    socks = [connect(server, infer) for _ in range(20)] + [connect(server, score) for _ in range(10)]
+    socks += [connect(server, health) for _ in range(10)]
+    replies = cut_within(2, server, socks, b" ")
+    for i in (0, 25):  # /v2/models/.../infer, /score
+        status, headers, body = split_response(replies[i])
+        assert headers["connection"] == "close"
+        assert "body" in assert_json_error(status, body, 408)
+    assert split_response(replies[35])[0] == 200
+    assert "unhandled" not in server.log()
+
+
+def test_ordinary_clients_are_not_cut(
+    start_server: Callable[..., Server], example_bundles: dict[str, Path]
+) -> None:
+    """Pipelined requests, and a request whose head and body arrive in pieces within the deadlines."""
+    server = start_server(
+        example_bundles["diabetes"], env={"SCORING_HEADER_TIMEOUT": "2", "SCORING_BODY_TIMEOUT": "2"}
+    )
+    infer = (
+        b"POST /v2/models/diabetes/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(GOOD) + GOOD
+    )
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    with sock, sock.makefile("rb") as replies:
+        sock.sendall(infer + infer)
+        for piece in (infer[:20], infer[20:-40], infer[-40:]):
+            time.sleep(1.2)  # each piece within its deadline, the whole request beyond one
+            sock.sendall(piece)
+        for _ in range(3):
+            status = replies.readline()
+            assert status.startswith(b"HTTP/1.1 200"), status
+            length = 0
+            while (line := replies.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            assert b"outputs" in replies.read(length)
+
+
+def test_an_oversized_head_is_431(
+    start_server: Callable[..., Server], example_bundles: dict[str, Path]
+) -> None:
+    server = start_server(example_bundles["diabetes"])
+    sock = connect(server, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+    try:
+        closed, replies = trickle([sock], b"X-Filler: " + b"a" * 4000 + b"\r\n", seconds=8, step=0.05)
+    finally:
+        sock.close()
+    assert closed, "a head without end was read for 8 s"
+    status, _, body = split_response(replies[0])
+    assert "header" in assert_json_error(status, body, 431)
+
+
 # -- 11: concurrency --------------------------------------------------------------------------
 
 
