@@ -82,6 +82,10 @@ class GuardedProtocol(HttpToolsProtocol):
             if self.head_bytes > self.limits.max_header_bytes:
                 self._refuse(431, f"request headers exceed {self.limits.max_header_bytes} bytes")
 
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers a request it cannot parse in text/plain; every error here is JSON.
+        self._refuse(400, msg)
+
     def _arm(self, delay: float, target: object) -> None:
         self._disarm()
         self.deadline = self.loop.call_later(delay, self._expire)

@@ -212,6 +212,26 @@ def test_an_oversized_head_is_431(
     assert "header" in assert_json_error(status, body, 431)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"POST /v2/models/diabetes/infer HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"GET /v2/health/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+)
+def test_invalid_http_is_a_json_400(server: Server, raw: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(raw)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    status, headers, body = split_response(reply)
+    assert headers["content-type"] == "application/json"
+    assert_json_error(status, body, 400)
+
+
 # -- 11: concurrency --------------------------------------------------------------------------
 
 
