@@ -60,13 +60,18 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        HttpToolsProtocol.data_received(self, data)  # not super(): this runs for every read
         cycle = self.cycle
-        if cycle is not None and cycle.scope is self.scope:  # the latest request's head is complete
-            if not cycle.more_body:
-                if self.deadline is not None:
-                    self._disarm()
-            elif cycle.response_complete:
+        if cycle is not None and cycle.scope is self.scope and not cycle.more_body:  # request complete
+            if self.deadline is not None:
+                self._disarm()
+        else:
+            self._unfinished(cycle, len(data))
+
+    def _unfinished(self, cycle: Any, size: int) -> None:
+        """After a read that left a request unfinished: arm its deadline, count its head."""
+        if cycle is not None and cycle.scope is self.scope:  # the head is in, the body is not
+            if cycle.response_complete:
                 # Answered before its body arrived (413, 503, a route that reads no body): the rest
                 # of the body would hold the connection for ever.
                 self.transport.close()
@@ -78,7 +83,7 @@ class GuardedProtocol(HttpToolsProtocol):
                 if self.deadline is None or self.deadline_for is not None:  # keep the connection's first one
                     self._arm(self.limits.header_timeout, self.scope)
                 self.deadline_for = self.scope
-            self.head_bytes += len(data)
+            self.head_bytes += size
             if self.head_bytes > self.limits.max_header_bytes:
                 self._refuse(431, f"request headers exceed {self.limits.max_header_bytes} bytes")
 
