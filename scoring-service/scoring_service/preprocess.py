@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from modelapp_bundle import Preprocess
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from scoring_service.errors import BadRequest
 from scoring_service.runtime import TensorSpec
@@ -60,6 +60,8 @@ def _open(data: bytes, max_pixels: int, where: str) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:  # its message names the BytesIO object, at a memory address
+        raise BadRequest(f"{where}: not a readable PNG or JPEG image") from None
     except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise BadRequest(f"{where}: not a readable PNG or JPEG image ({exc})") from None
     width, height = image.size
