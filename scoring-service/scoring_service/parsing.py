@@ -34,7 +34,7 @@ class Limits:
 
     allow_non_finite: bool = False
     """Accept NaN and ±infinity in float tensors."""
-    max_json_bytes: int = 8 * 1024 * 1024
+    max_json_bytes: int = 4 * 1024 * 1024
     """The JSON document (with binary tensor data, its header): parsing costs ~13x its size in memory."""
 
 

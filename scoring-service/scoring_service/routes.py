@@ -94,15 +94,22 @@ def _response(reply: Reply) -> Response:
     )
 
 
-async def read_body(receive: Receive, headers: Mapping[str, str], plane: DataPlane) -> bytes:
-    """The whole request body, refusing more than the limit before buffering it; inflated off the loop."""
-    limit = plane.settings.max_request_bytes
+async def read_body(receive: Receive, headers: Mapping[str, str], plane: DataPlane, json_only: bool) -> bytes:
+    """The whole request body, refusing more than the limit before buffering it; inflated off the loop.
+
+    A body that is all JSON (no binary tensor data) may not exceed the JSON budget either: refusing
+    it here, before it is read, keeps it out of memory altogether.
+    """
+    settings = plane.settings
+    limit = (
+        min(settings.max_request_bytes, settings.max_json_bytes) if json_only else settings.max_request_bytes
+    )
     length = headers.get("content-length")
     if length is not None:
         if not _is_uint(length):
             raise BadRequest("invalid Content-Length")
         if int(length) > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            raise _too_large(limit, json_only)
     parts: list[bytes] = []
     size = 0
     while True:  # chunked bodies have no Content-Length: enforce the limit while reading
@@ -112,7 +119,7 @@ async def read_body(receive: Receive, headers: Mapping[str, str], plane: DataPla
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            raise _too_large(limit, json_only)
         parts.append(chunk)
         if not message.get("more_body", False):
             break
@@ -121,6 +128,14 @@ async def read_body(receive: Receive, headers: Mapping[str, str], plane: DataPla
     if encoding is not None and encoding != "identity":
         body = await plane.offload(_decompress, body, encoding, plane.settings.max_decompressed_bytes)
     return body
+
+
+def _too_large(limit: int, json_only: bool) -> PayloadTooLarge:
+    if json_only:
+        return PayloadTooLarge(
+            f"a JSON request body may have {limit} bytes at most; send large tensors with the binary tensor data extension"
+        )
+    return PayloadTooLarge(f"request body exceeds {limit} bytes")
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -156,8 +171,9 @@ async def handle_infer(
     plane: DataPlane, headers: Mapping[str, str], receive: Receive, name: str, version: str | None
 ) -> Reply:
     """POST .../infer for both the FastAPI route and the fast path: one implementation."""
-    body = await read_body(receive, headers, plane)
-    return await plane.infer(name, version, body, _header_length(headers))
+    header_length = _header_length(headers)
+    body = await read_body(receive, headers, plane, json_only=header_length is None)
+    return await plane.infer(name, version, body, header_length)
 
 
 # -- inference first: the router matches in order and these are the hot paths ---------------
@@ -180,7 +196,9 @@ async def infer_version(request: Request, name: str, version: str) -> Response:
 @router.post("/score", tags=["seed API"], openapi_extra=_SCORE_BODY)
 async def score(request: Request) -> Response:
     plane = _plane(request)
-    return _response(await plane.score(await read_body(request.receive, request.headers, plane)))
+    return _response(
+        await plane.score(await read_body(request.receive, request.headers, plane, json_only=True))
+    )
 
 
 # -- health, metadata ------------------------------------------------------------------------

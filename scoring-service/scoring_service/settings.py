@@ -99,11 +99,12 @@ class Settings(BaseSettings):
     the process to 0.97 GB.
     """
 
-    max_json_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    """Largest JSON document (the whole body, or the header before binary tensor data); larger get 413.
+    max_json_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """Largest JSON document (the whole body, or the header before binary tensor data); larger get 413,
+    an all-JSON body before it is read.
 
-    Parsing costs ~13x the text in memory (8 MiB of JSON numbers peak at ~110 MB); large tensors go
-    as binary tensor data, which is read in place.
+    Parsing costs ~13x the text in memory (4 MiB of JSON numbers peak at ~55 MB) and holds the GIL
+    for up to ~0.2 s; large tensors go as binary tensor data, which is read in place.
     """
 
     max_image_pixels: int = Field(default=16_000_000, ge=1)

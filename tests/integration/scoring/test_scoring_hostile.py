@@ -353,6 +353,20 @@ def test_a_large_json_body_is_refused_before_parsing(server: Server) -> None:
     assert growth < 48 * 2**20, f"peak RSS grew by {growth / 2**20:.0f} MiB"
 
 
+@pytest.mark.parametrize("path", ["/v2/models/diabetes/infer", "/score"])
+def test_an_all_json_body_above_the_budget_is_refused_unread(server: Server, path: str) -> None:
+    head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (path.encode(), 5 * 2**20)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=2) as sock:
+        sock.sendall(head)  # and not one byte of the 5 MiB it announces
+        reply = sock.recv(65536)
+        while b"\r\n\r\n" not in reply or len(reply.partition(b"\r\n\r\n")[2]) < int(
+            split_response(reply)[1]["content-length"]
+        ):
+            reply += sock.recv(65536)
+    status, _, body = split_response(reply)
+    assert "binary tensor data" in assert_json_error(status, body, 413)
+
+
 # -- 12: what JSON can smuggle in -------------------------------------------------------------
 
 
