@@ -100,10 +100,7 @@ async def read_body(receive: Receive, headers: Mapping[str, str], plane: DataPla
     A body that is all JSON (no binary tensor data) may not exceed the JSON budget either: refusing
     it here, before it is read, keeps it out of memory altogether.
     """
-    settings = plane.settings
-    limit = (
-        min(settings.max_request_bytes, settings.max_json_bytes) if json_only else settings.max_request_bytes
-    )
+    limit = plane.json_body_limit if json_only else plane.body_limit
     length = headers.get("content-length")
     if length is not None:
         if not _is_uint(length):

@@ -90,6 +90,9 @@ class DataPlane:
         self.metrics = metrics
         self._inline_max = settings.inline_max_elements
         self._inline_max_bytes = settings.inline_max_bytes
+        self.body_limit = settings.max_request_bytes
+        self.json_body_limit = min(settings.max_request_bytes, settings.max_json_bytes)
+        """Bodies without binary tensor data are all JSON, held to the JSON budget as they are read."""
         self._limits = Limits(
             allow_non_finite=settings.allow_non_finite, max_json_bytes=settings.max_json_bytes
         )
