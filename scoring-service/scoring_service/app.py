@@ -11,13 +11,17 @@ import anyio.to_thread
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import JSONResponse, Response
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive, Scope, Send
+from starlette.requests import ClientDisconnect
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scoring_service import __version__
 from scoring_service.errors import ScoringError
-from scoring_service.metrics import Metrics
+from scoring_service.metrics import CONTENT_TYPE, Metrics
 from scoring_service.repository import ModelRepository
 from scoring_service.routes import INFER_PATH, fast_infer, router
 from scoring_service.service import DataPlane
@@ -46,36 +50,94 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     return _error(400, "; ".join(str(e.get("msg", e)) for e in exc.errors()))
 
 
+async def _client_gone(_: Request, exc: Exception) -> Response:
+    # The client left, or its body missed the deadline (the protocol already answered 408): this
+    # response is never sent. Without this handler each one would be logged as an unhandled error.
+    return Response(status_code=499)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _error(500, "internal error")
 
 
 class ScoringApp(FastAPI):
-    """FastAPI, with POST .../infer answered before FastAPI's per-request work (see `fast_infer`)."""
+    """FastAPI, with POST .../infer answered before FastAPI's per-request work (see `fast_infer`).
+
+    Requests that came in on the operations port go to `ops` instead (one uvicorn server listens on
+    both sockets, so that `--workers` shares them as it shares the serving socket). POST requests
+    (inference) beyond `max_busy` in progress get an immediate 503: a flood queues nowhere, and
+    health, metadata and the operations port are never turned away.
+    """
+
+    ops: ASGIApp | None = None
+    ops_port: int = -1
+    busy: int = 0
+    max_busy: int = 1
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            match = INFER_PATH.fullmatch(scope["path"])
-            if match is not None:
+        if scope["type"] == "http":
+            server = scope.get("server")
+            if server is not None and server[1] == self.ops_port:
+                assert self.ops is not None
+                await self.ops(scope, receive, send)
+                return
+            if scope["method"] == "POST":
+                if self.busy >= self.max_busy:
+                    await _send_busy(send, self.busy)
+                    return
+                self.busy += 1
                 try:
-                    await fast_infer(self.state.dataplane, scope, receive, send, match)
-                except Exception:
-                    # Outside FastAPI's error middleware: keep its contract (log, 500, JSON body).
-                    log.exception("unhandled error on POST %s", scope["path"])
-                    await _send_500(send)
+                    match = INFER_PATH.fullmatch(scope["path"])
+                    if match is None:
+                        await super().__call__(scope, receive, send)
+                        return
+                    try:
+                        await fast_infer(self.state.dataplane, scope, receive, send, match)
+                    except Exception:
+                        # Outside FastAPI's error middleware: keep its contract (log, 500, JSON body).
+                        log.exception("unhandled error on POST %s", scope["path"])
+                        await _send_json(send, 500, b'{"error":"internal error"}')
+                finally:
+                    self.busy -= 1
                 return
         await super().__call__(scope, receive, send)
 
 
-async def _send_500(send: Send) -> None:
-    body = b'{"error":"internal error"}'
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def _send_busy(send: Send, busy: int) -> None:
+    body = orjson.dumps({"error": f"server busy: {busy} inference requests in progress; retry later"})
+    await _send_json(send, 503, body, [(b"retry-after", b"1")])
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
     try:
-        await send({"type": "http.response.start", "status": 500, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
     except Exception:  # response already started: nothing more can be said to this client
-        log.debug("could not send the 500 response", exc_info=True)
+        log.debug("could not send the %d response", status, exc_info=True)
+
+
+def create_ops_app(serving: FastAPI, metrics: Metrics) -> Starlette:
+    """/metrics, and the serving app's OpenAPI document and Swagger UI, for the operations port."""
+
+    async def render_metrics(_: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    async def openapi(_: Request) -> Response:
+        return JSONResponse(serving.openapi())
+
+    async def docs(_: Request) -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{serving.title} - docs")
+
+    routes = [Route("/metrics", render_metrics), Route("/openapi.json", openapi), Route("/docs", docs)]
+    return Starlette(routes=routes, exception_handlers={StarletteHTTPException: _http_error})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -97,19 +159,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             extra={"ready": repository.ready, "models": [f"{m.name}:{m.version}" for m in repository.all()]},
         )
         yield
+        dataplane.close()
 
     app = ScoringApp(
         title="ModelApp scoring service",
         version=__version__,
         description="ONNX models over the Open Inference Protocol (KServe V2 REST) and the seeds' API.",
         lifespan=lifespan,
+        openapi_url=None,  # /openapi.json and /docs are on the operations port
+        docs_url=None,
+        redoc_url=None,
     )
+    if settings.metrics_port:
+        app.ops, app.ops_port = create_ops_app(app, metrics), settings.metrics_port
+    app.max_busy = settings.max_concurrent_requests
     app.state.settings = settings
     app.state.dataplane = dataplane
     app.include_router(router)
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
     return app
 

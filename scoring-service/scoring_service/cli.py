@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +19,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (SCORING_HOST)")
     serve.add_argument("--port", type=int, help="port (SCORING_PORT)")
     serve.add_argument("--workers", type=int, help="worker processes (SCORING_WORKERS)")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of /metrics, /docs, /openapi.json; 0: off (SCORING_METRICS_PORT)",
+    )
     smoke = sub.add_parser("smoke", help="run the bundle's contract (or one generated request) in-process")
     smoke.add_argument("--model-dir", type=Path, help="a bundle or a folder of bundles (SCORING_MODEL_DIR)")
     smoke.add_argument("--contract", type=Path, help="contract file; default: each bundle's own contract")
@@ -31,35 +35,11 @@ def _overrides(args: argparse.Namespace, *names: str) -> dict[str, object]:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from scoring_service.server import run
 
-    settings = Settings(**_overrides(args, "model_dir", "host", "port", "workers"))  # type: ignore[arg-type]
+    settings = Settings(**_overrides(args, "model_dir", "host", "port", "workers", "metrics_port"))  # type: ignore[arg-type]
     configure_logging(settings.log_level, settings.log_format)
-    common: dict[str, object] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_config": None,  # keep our structured handlers
-        "log_level": settings.log_level,
-        "access_log": settings.access_log,
-        "loop": "uvloop",
-        "http": "httptools",
-        "timeout_graceful_shutdown": 20,
-    }
-    if settings.workers == 1:
-        from scoring_service.app import create_app
-
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
-        return 0
-    # Worker processes rebuild the app from the environment, so pass the CLI overrides down.
-    for name in ("model_dir", "host", "port", "workers"):
-        os.environ[f"SCORING_{name.upper()}"] = str(getattr(settings, name))
-    uvicorn.run(
-        "scoring_service.app:app_from_env",
-        factory=True,
-        workers=settings.workers,
-        **common,  # type: ignore[arg-type]
-    )
-    return 0
+    return run(settings)
 
 
 def smoke(args: argparse.Namespace) -> int:

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 3, 6, 4, 60, 60
+
+
+def brief(value: Any) -> str:
+    """A short repr of a client's value for an error message.
+
+    A value may be nested 1000 lists deep (repr would raise RecursionError: a 500) or megabytes long.
+    """
+    return _BRIEF.repr(value)
+
 
 class ScoringError(Exception):
     """Base class; the app's single exception handler renders it as `{"error": message}`."""

@@ -11,12 +11,13 @@ import orjson
 
 from scoring_service.codecs import (
     KNOWN_DATATYPES,
+    check_finite,
     check_shape,
     decode_base64,
     decode_binary_tensor,
     decode_json_tensor,
 )
-from scoring_service.errors import BadRequest
+from scoring_service.errors import BadRequest, PayloadTooLarge, brief
 
 if TYPE_CHECKING:
     from scoring_service.runtime import OnnxModel, TensorSpec
@@ -25,6 +26,19 @@ ImageDecoder = Callable[[list[int], Any, memoryview | None, str], npt.NDArray[An
 """(shape, JSON data, binary slice, where) -> the model's tensor, for an input that takes encoded images."""
 
 NO_IMAGES: Mapping[str, ImageDecoder] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one request may hold (from the settings; these defaults are the settings' defaults)."""
+
+    allow_non_finite: bool = False
+    """Accept NaN and ±infinity in float tensors."""
+    max_json_bytes: int = 4 * 1024 * 1024
+    """The JSON document (with binary tensor data, its header): parsing costs ~13x its size in memory."""
+
+
+DEFAULT_LIMITS = Limits()
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, about 0.5 µs per
@@ -46,14 +60,16 @@ def parse_infer(
     body: bytes,
     header_length: int | None,
     image_inputs: Mapping[str, ImageDecoder] = NO_IMAGES,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> InferRequest:
     """The whole request, checked in the order a client reads its errors: framing, inputs, outputs, id.
 
     `image_inputs` maps the inputs that also accept encoded images (as BYTES) to their decoder.
     """
     header, binary = split_body(body, header_length)
-    request = load_request(header)
-    feeds, count = decode_inputs(model.input_by_name, request_inputs(request), binary, image_inputs)
+    request = load_request(header, limits.max_json_bytes)
+    inputs = request_inputs(request)
+    feeds, count = decode_inputs(model.input_by_name, inputs, binary, image_inputs, limits.allow_non_finite)
     binary_all = binary_data_output(request)
     outputs, binary_outputs = requested_outputs(model, request.get("outputs"), binary_all)
     return InferRequest(feeds, count, outputs, binary_outputs, request_id(request))
@@ -71,15 +87,20 @@ def split_body(body: bytes, header_length: int | None) -> tuple[bytes, memoryvie
     return body[:header_length], memoryview(body)[header_length:]
 
 
-def load_json(text: bytes) -> Any:
+def load_json(text: bytes, max_bytes: int = DEFAULT_LIMITS.max_json_bytes) -> Any:
+    if len(text) > max_bytes:
+        raise PayloadTooLarge(
+            f"the JSON document is {len(text)} bytes, above the limit of {max_bytes}; "
+            "send large tensors with the binary tensor data extension"
+        )
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request is not valid JSON: {exc}") from None
 
 
-def load_request(header: bytes) -> dict[str, Any]:
-    request = load_json(header)
+def load_request(header: bytes, max_bytes: int = DEFAULT_LIMITS.max_json_bytes) -> dict[str, Any]:
+    request = load_json(header, max_bytes)
     if type(request) is not dict:
         raise BadRequest("request must be a JSON object")
     return request
@@ -115,6 +136,7 @@ def decode_inputs(
     inputs: list[Any],
     binary: memoryview | None,
     image_inputs: Mapping[str, ImageDecoder] = NO_IMAGES,
+    allow_non_finite: bool = False,
 ) -> tuple[dict[str, npt.NDArray[Any]], int]:
     """Every input tensor as the model's array, and their total element count."""
     feeds: dict[str, npt.NDArray[Any]] = {}
@@ -129,6 +151,8 @@ def decode_inputs(
             arr = images(shape, item.get("data"), raw, where)
         else:
             arr = decode_tensor(spec, datatype, shape, item.get("data"), raw, where)
+            if arr.dtype.kind == "f" and not allow_non_finite:
+                check_finite(arr, where)
         feeds[name] = arr
         count += arr.size
     check_complete(specs, feeds, binary, offset)
@@ -144,7 +168,7 @@ def input_spec(
     name = item.get("name")
     spec = specs.get(name) if type(name) is str else None
     if spec is None or type(name) is not str:
-        raise BadRequest(f"inputs[{i}]: unknown input {name!r}; the model takes {list(specs)}")
+        raise BadRequest(f"inputs[{i}]: unknown input {brief(name)}; the model takes {list(specs)}")
     if name in seen:
         raise BadRequest(f"input {name!r} is given twice")
     return name, spec
@@ -155,7 +179,7 @@ def tensor_header(item: dict[str, Any], where: str) -> tuple[str, list[int]]:
     datatype = item.get("datatype")
     # The type check first: a list or object is unhashable, and `in` a frozenset would raise (a 500).
     if type(datatype) is not str or datatype not in KNOWN_DATATYPES:
-        raise BadRequest(f"{where}: unknown datatype {datatype!r}")
+        raise BadRequest(f"{where}: unknown datatype {brief(datatype)}")
     return datatype, check_shape(item.get("shape"), where)
 
 
@@ -172,7 +196,7 @@ def tensor_payload(
             if binary is None:
                 raise BadRequest(f"{where}: binary_data_size without Inference-Header-Content-Length")
             if type(size) is not int or size < 0 or offset + size > len(binary):
-                raise BadRequest(f"{where}: binary_data_size {size!r} exceeds the binary data")
+                raise BadRequest(f"{where}: binary_data_size {brief(size)} exceeds the binary data")
             return binary[offset : offset + size], offset + size
     if "data" not in item:
         raise BadRequest(f"{where}: needs 'data' or parameters.binary_data_size")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from modelapp_bundle import Preprocess
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from scoring_service.errors import BadRequest
 from scoring_service.runtime import TensorSpec
@@ -19,21 +20,61 @@ from scoring_service.runtime import TensorSpec
 ALLOWED_FORMATS = ("PNG", "JPEG")
 
 
-def decode_image(data: bytes, spec: Preprocess, max_pixels: int, where: str) -> npt.NDArray[np.float32]:
-    """One image -> float32 HWC array, resized, scaled and normalised."""
+@dataclass(frozen=True, slots=True)
+class ImageLimits:
+    """How much image decoding one request may ask for (from the settings)."""
+
+    max_images: int = 64
+    max_image_pixels: int = 16_000_000
+    max_request_pixels: int = 64_000_000
+
+
+def open_images(data: Sequence[bytes], limits: ImageLimits, where: str) -> list[Image.Image]:
+    """Each image opened (its header read, not its pixels), within the request's budgets.
+
+    The budgets are checked before anything is decoded: 144 PNGs of 4000x4000 pixels fit in 3 MB
+    and took 14 s to decode.
+    """
+    if not data:
+        raise BadRequest(f"{where}: no images")
+    if len(data) > limits.max_images:
+        raise BadRequest(f"{where}: {len(data)} images exceed the limit of {limits.max_images} per request")
+    images, total = [], 0
+    for i, item in enumerate(data):
+        image = _open(item, limits.max_image_pixels, f"{where}[{i}]")
+        total += image.size[0] * image.size[1]
+        if total > limits.max_request_pixels:
+            raise BadRequest(
+                f"{where}: the images hold more than {limits.max_request_pixels} pixels in all (the limit per request)"
+            )
+        images.append(image)
+    return images
+
+
+def pixels(images: Sequence[Image.Image]) -> int:
+    return sum(image.size[0] * image.size[1] for image in images)
+
+
+def _open(data: bytes, max_pixels: int, where: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-            width, height = image.size
-            if width * height > max_pixels:
-                raise BadRequest(
-                    f"{where}: image of {width}x{height} pixels exceeds the limit of {max_pixels}"
-                )
-            image = image.convert("L" if spec.color == "grayscale" else "RGB")
-    except BadRequest:
-        raise
+    except UnidentifiedImageError:  # its message names the BytesIO object, at a memory address
+        raise BadRequest(f"{where}: not a readable PNG or JPEG image") from None
     except (OSError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise BadRequest(f"{where}: not a readable PNG or JPEG image ({exc})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise BadRequest(f"{where}: image of {width}x{height} pixels exceeds the limit of {max_pixels}")
+    return image
+
+
+def decode_image(image: Image.Image, spec: Preprocess, where: str) -> npt.NDArray[np.float32]:
+    """One opened image -> float32 HWC array, resized, scaled and normalised."""
+    try:
+        image = image.convert("L" if spec.color == "grayscale" else "RGB")
+    except (OSError, ValueError) as exc:  # the pixel data is truncated or corrupt
         raise BadRequest(f"{where}: not a readable PNG or JPEG image ({exc})") from None
     height, width = spec.size
     if image.size != (width, height):
@@ -50,12 +91,10 @@ def decode_image(data: bytes, spec: Preprocess, max_pixels: int, where: str) -> 
 
 
 def images_to_tensor(
-    images: Sequence[bytes], spec: Preprocess, target: TensorSpec, max_pixels: int, where: str
+    images: Sequence[Image.Image], spec: Preprocess, target: TensorSpec, where: str
 ) -> npt.NDArray[Any]:
-    """A batch of encoded images -> the tensor `target` expects (NCHW/NHWC, or flattened if rank 2)."""
-    if not images:
-        raise BadRequest(f"{where}: no images")
-    batch = np.stack([decode_image(b, spec, max_pixels, f"{where}[{i}]") for i, b in enumerate(images)])
+    """Opened images -> the tensor `target` expects (NCHW/NHWC, or flattened if rank 2)."""
+    batch = np.stack([decode_image(image, spec, f"{where}[{i}]") for i, image in enumerate(images)])
     if spec.layout == "NCHW":
         batch = batch.transpose(0, 3, 1, 2)
     if len(target.shape) == 2:

@@ -69,13 +69,17 @@ class ModelRepository:
 
     def load_all(self) -> None:
         """Blocking: run it in a thread from the lifespan."""
+        model_dir = self.settings.model_dir
         try:
-            paths = discover(self.settings.model_dir)
+            paths = discover(model_dir)
         except BundleError as exc:
-            self._fail_global(str(exc))
+            self._fail_global(str(exc), "the model directory does not exist")
             return
         if not paths:
-            self._fail_global(f"no model bundle (folder with {MODEL_FILE}) under {self.settings.model_dir}")
+            self._fail_global(
+                f"no model bundle (folder with {MODEL_FILE}) under {model_dir}",
+                f"no model bundle (folder with {MODEL_FILE}) in the model directory",
+            )
             return
         for path in paths:
             self._add(self._load_one(path))
@@ -83,9 +87,9 @@ class ModelRepository:
             self.latest[name] = versions[newest_first(versions)[0]]
         self.loaded = True
 
-    def _fail_global(self, reason: str) -> None:
+    def _fail_global(self, reason: str, public: str) -> None:
         log.error("not ready: %s", reason)
-        self.errors.append(reason)
+        self.errors.append(public)
         self.loaded = True
 
     def _add(self, served: ServedModel) -> None:
@@ -94,7 +98,7 @@ class ModelRepository:
             other = versions[served.version].path
             reason = f"{served.path}: duplicate of {served.name} version {served.version} at {other}"
             log.error("model not loaded: %s", reason)
-            self.errors.append(reason)
+            self.errors.append(f"{served.name} {served.version}: two bundles have this name and version")
             self.metrics.load_failures.labels(served.name, served.version).inc()
             return
         versions[served.version] = served
@@ -138,8 +142,9 @@ class ModelRepository:
     def _failed(self, name: str, version: str, path: Path, reason: str) -> ServedModel:
         log.error("model not loaded: %s", reason, extra={"model": name, "version": version})
         self.metrics.load_failures.labels(name, version).inc()
-        self.errors.append(reason)
-        return ServedModel(name=name, version=version, path=path, error=reason)
+        public = without_paths(reason, path, self.settings.model_dir)
+        self.errors.append(f"{name} {version}: {public}")
+        return ServedModel(name=name, version=version, path=path, error=public)
 
     def _configure(self, served: ServedModel) -> None:
         model = served.model
@@ -216,3 +221,14 @@ def _find_proba(outputs: list[TensorSpec], n_labels: int) -> str | None:
         if is_float and len(spec.shape) == 2 and spec.shape[-1] in (n_labels, -1):
             return spec.name
     return None
+
+
+def without_paths(reason: str, bundle: Path, model_dir: Path) -> str:
+    """A load failure as readiness may tell it: the log has the paths, clients need not learn the layout.
+
+    Bundle errors read `<bundle path>: <what>` or `<bundle path>/<file>: <what>`.
+    """
+    roots = {str(p) for p in (bundle, bundle.resolve(), model_dir, model_dir.resolve())} - {"/", "."}
+    for root in sorted(roots, key=len, reverse=True):
+        reason = reason.replace(f"{root}: ", "").replace(f"{root}/", "").replace(root, "<model dir>")
+    return reason

@@ -14,7 +14,6 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from scoring_service.errors import BadRequest, PayloadTooLarge, ScoringError, UnsupportedMediaType
-from scoring_service.metrics import CONTENT_TYPE
 from scoring_service.service import DataPlane, Reply
 
 JSON = "application/json"
@@ -24,7 +23,7 @@ HEADER_LENGTH_KEY = HEADER_LENGTH.lower()
 router = APIRouter()
 
 # The request bodies are parsed by hand (orjson + explicit checks) for speed, so FastAPI cannot
-# derive their schema; these describe them for /docs and for the schemathesis fuzz test.
+# derive their schema; these describe them for /docs (on the operations port) and the schemathesis fuzz test.
 _TENSOR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["name", "datatype", "shape"],
@@ -95,14 +94,19 @@ def _response(reply: Reply) -> Response:
     )
 
 
-async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) -> bytes:
-    """The whole request body, refusing more than `limit` bytes before buffering them."""
+async def read_body(receive: Receive, headers: Mapping[str, str], plane: DataPlane, json_only: bool) -> bytes:
+    """The whole request body, refusing more than the limit before buffering it; inflated off the loop.
+
+    A body that is all JSON (no binary tensor data) may not exceed the JSON budget either: refusing
+    it here, before it is read, keeps it out of memory altogether.
+    """
+    limit = plane.json_body_limit if json_only else plane.body_limit
     length = headers.get("content-length")
     if length is not None:
         if not _is_uint(length):
             raise BadRequest("invalid Content-Length")
         if int(length) > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            raise _too_large(limit, json_only)
     parts: list[bytes] = []
     size = 0
     while True:  # chunked bodies have no Content-Length: enforce the limit while reading
@@ -112,15 +116,23 @@ async def read_body(receive: Receive, headers: Mapping[str, str], limit: int) ->
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            raise _too_large(limit, json_only)
         parts.append(chunk)
         if not message.get("more_body", False):
             break
     body = parts[0] if len(parts) == 1 else b"".join(parts)
     encoding = headers.get("content-encoding")
     if encoding is not None and encoding != "identity":
-        body = _decompress(body, encoding, limit)
+        body = await plane.offload(_decompress, body, encoding, plane.settings.max_decompressed_bytes)
     return body
+
+
+def _too_large(limit: int, json_only: bool) -> PayloadTooLarge:
+    if json_only:
+        return PayloadTooLarge(
+            f"a JSON request body may have {limit} bytes at most; send large tensors with the binary tensor data extension"
+        )
+    return PayloadTooLarge(f"request body exceeds {limit} bytes")
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -156,8 +168,9 @@ async def handle_infer(
     plane: DataPlane, headers: Mapping[str, str], receive: Receive, name: str, version: str | None
 ) -> Reply:
     """POST .../infer for both the FastAPI route and the fast path: one implementation."""
-    body = await read_body(receive, headers, plane.settings.max_request_bytes)
-    return await plane.infer(name, version, body, _header_length(headers))
+    header_length = _header_length(headers)
+    body = await read_body(receive, headers, plane, json_only=header_length is None)
+    return await plane.infer(name, version, body, header_length)
 
 
 # -- inference first: the router matches in order and these are the hot paths ---------------
@@ -181,7 +194,7 @@ async def infer_version(request: Request, name: str, version: str) -> Response:
 async def score(request: Request) -> Response:
     plane = _plane(request)
     return _response(
-        await plane.score(await read_body(request.receive, request.headers, plane.settings.max_request_bytes))
+        await plane.score(await read_body(request.receive, request.headers, plane, json_only=True))
     )
 
 
@@ -226,11 +239,6 @@ async def model_version_ready(request: Request, name: str, version: str) -> Resp
 @router.get("/version", tags=["seed API"])
 async def version(request: Request) -> Response:
     return _response(_plane(request).version())
-
-
-@router.get("/metrics", tags=["operations"])
-async def metrics(request: Request) -> Response:
-    return Response(_plane(request).metrics.render(), media_type=CONTENT_TYPE)
 
 
 # -- fast path -------------------------------------------------------------------------------

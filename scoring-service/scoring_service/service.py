@@ -2,37 +2,72 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 import orjson
 
 from scoring_service import __version__
-from scoring_service.codecs import binary_data, coerce_array, decode_base64, decode_json_tensor, json_data
+from scoring_service.codecs import (
+    binary_data,
+    check_finite,
+    coerce_array,
+    decode_base64,
+    decode_json_tensor,
+    json_data,
+)
 from scoring_service.errors import BadRequest, ScoringError
 from scoring_service.metrics import Metrics
 from scoring_service.parsing import (
     NO_IMAGES,
     ImageDecoder,
     InferRequest,
+    Limits,
     as_text,
     image_bytes,
     load_json,
     parse_infer,
 )
-from scoring_service.preprocess import images_to_tensor
+from scoring_service.preprocess import ImageLimits, images_to_tensor, open_images, pixels
 from scoring_service.repository import ModelRepository, ServedModel
 from scoring_service.runtime import OnnxModel
 from scoring_service.settings import Settings
 
 JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 EXTENSIONS = ["binary_tensor_data"]
+T = TypeVar("T")
+Results = list[npt.NDArray[Any]]
+
+
+class Prepared(Protocol):
+    """A request parsed and checked, ready for the model."""
+
+    feeds: dict[str, npt.NDArray[Any]]
+    outputs: list[str]
+
+
+P = TypeVar("P", bound=Prepared)
+
+
+@dataclass(slots=True)
+class ScoreRequest:
+    """A `/score` request, checked against the default model."""
+
+    feeds: dict[str, npt.NDArray[Any]]
+    count: int
+    outputs: list[str]
+    top_k: int
+
+
+class _OffTheLoop(Exception):
+    """Raised by an image decoder running on the event loop: these images are for a worker thread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +89,17 @@ class DataPlane:
         self.repo = repository
         self.metrics = metrics
         self._inline_max = settings.inline_max_elements
+        self._inline_max_bytes = settings.inline_max_bytes
+        self.body_limit = settings.max_request_bytes
+        self.json_body_limit = min(settings.max_request_bytes, settings.max_json_bytes)
+        """Bodies without binary tensor data are all JSON, held to the JSON budget as they are read."""
+        self._limits = Limits(
+            allow_non_finite=settings.allow_non_finite, max_json_bytes=settings.max_json_bytes
+        )
+        self._image_limits = ImageLimits(
+            settings.max_images, settings.max_image_pixels, settings.max_request_pixels
+        )
+        self._pool = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="scoring-worker")
         # prometheus_client's labels() takes a lock and builds a key on every call; the label sets
         # here are few and bounded (loaded models x endpoints x codes), so resolve each once.
         self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
@@ -104,6 +150,15 @@ class DataPlane:
             ),
         )
 
+    # -- off the event loop ------------------------------------------------------------------
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` in the worker pool: bounded, so heavy requests queue instead of piling up."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
     # -- inference ---------------------------------------------------------------------------
 
     async def infer(self, name: str, version: str | None, body: bytes, header_length: int | None) -> Reply:
@@ -112,8 +167,22 @@ class DataPlane:
         try:
             served = self.repo.get(name, version)
             model = served.require()
-            request = parse_infer(model, body, header_length, self._image_inputs(served))
-            results = await self._run(served, model, request.feeds, request.count, request.outputs)
+            request: InferRequest | None = None
+            if len(body) <= self._inline_max_bytes:  # small bodies parse faster than a thread hand-off
+                try:  # noqa: SIM105 (contextlib.suppress costs ~0.4 us on the hot path)
+                    request = parse_infer(
+                        model, body, header_length, self._image_inputs(served, True), self._limits
+                    )
+                except _OffTheLoop:
+                    pass
+            if request is None:
+                prepare = partial(self._parse, served, model, body, header_length)
+                done: tuple[InferRequest, Results] = await self.offload(
+                    self._prepare_and_run, served, model, prepare
+                )
+                request, results = done
+            else:
+                results = await self._run(served, model, request.feeds, request.count, request.outputs)
             reply = self._infer_reply(served, request, results)
         except ScoringError as exc:
             self._observe(served, "infer", exc.status_code, start)
@@ -121,20 +190,44 @@ class DataPlane:
         self._observe(served, "infer", 200, start)
         return reply
 
-    def _image_inputs(self, served: ServedModel) -> Mapping[str, ImageDecoder]:
+    def _parse(
+        self, served: ServedModel, model: OnnxModel, body: bytes, header_length: int | None, inline: bool
+    ) -> InferRequest:
+        """The checked request. On the event loop (`inline`), large images raise `_OffTheLoop`."""
+        return parse_infer(model, body, header_length, self._image_inputs(served, inline), self._limits)
+
+    def _prepare_and_run(
+        self, served: ServedModel, model: OnnxModel, prepare: Callable[[bool], P]
+    ) -> tuple[P, Results]:
+        """In a worker thread: parse (`prepare(inline=False)`) and run, one hand-off for both."""
+        request = prepare(False)
+        start = time.perf_counter()
+        results = model.run(request.feeds, request.outputs)
+        self._observe_inference(served, time.perf_counter() - start)
+        return request, results
+
+    def _image_inputs(self, served: ServedModel, inline: bool) -> Mapping[str, ImageDecoder]:
         if served.image_input is None:
             return NO_IMAGES
-        return {served.image_input: partial(self._images, served)}
+        return {served.image_input: partial(self._images, served, inline)}
 
     def _images(
-        self, served: ServedModel, shape: list[int], data: Any, raw: memoryview | None, where: str
+        self,
+        served: ServedModel,
+        inline: bool,
+        shape: list[int],
+        data: Any,
+        raw: memoryview | None,
+        where: str,
     ) -> npt.NDArray[Any]:
         assert served.preprocess is not None
         assert served.model is not None
         assert served.image_input is not None
-        items = image_bytes(shape, data, raw, where)
+        images = open_images(image_bytes(shape, data, raw, where), self._image_limits, where)
+        if inline and pixels(images) > self._inline_max:
+            raise _OffTheLoop
         target = served.model.input_by_name[served.image_input]
-        return images_to_tensor(items, served.preprocess, target, self.settings.max_image_pixels, where)
+        return images_to_tensor(images, served.preprocess, target, where)
 
     async def _run(
         self,
@@ -143,19 +236,26 @@ class DataPlane:
         feeds: dict[str, npt.NDArray[Any]],
         count: int,
         outputs: list[str],
-    ) -> list[npt.NDArray[Any]]:
+    ) -> Results:
         start = time.perf_counter()
         if count <= self._inline_max:
             results = model.run(feeds, outputs)
         else:
-            results = await anyio.to_thread.run_sync(model.run, feeds, outputs)
+            results = await self.offload(model.run, feeds, outputs)
         elapsed = time.perf_counter() - start
-        key = (served.name, served.version)
+        key = (served.name, served.version)  # _observe_inference, inlined: this is the hot path
         child = self._inference_children.get(key)
         if child is None:
             child = self._inference_children[key] = self.metrics.inference_latency.labels(*key)
         child.observe(elapsed)
         return results
+
+    def _observe_inference(self, served: ServedModel, elapsed: float) -> None:
+        key = (served.name, served.version)
+        child = self._inference_children.get(key)
+        if child is None:
+            child = self._inference_children[key] = self.metrics.inference_latency.labels(*key)
+        child.observe(elapsed)
 
     def _infer_reply(
         self, served: ServedModel, request: InferRequest, results: list[npt.NDArray[Any]]
@@ -197,33 +297,55 @@ class DataPlane:
         try:
             served = self.repo.default()
             model = served.require()
-            request = load_json(body)
-            if type(request) is not dict or not ("data" in request or "input" in request):
-                raise BadRequest('request must be {"data": [[...]]} or {"input": ...}')
-            payload = request["data"] if "data" in request else request["input"]
-            top_k = request.get("top_k", self.settings.top_k)
-            if type(top_k) is not int or top_k < 1:
-                raise BadRequest("'top_k' must be a positive integer")
-            if len(model.inputs) != 1:
-                raise BadRequest(f"/score needs a single-input model; use /v2/models/{served.name}/infer")
-            feeds = {model.inputs[0].name: self._score_input(served, model, payload)}
-            outputs = [served.proba_output] if served.proba_output else [model.output_names[0]]
-            count = next(iter(feeds.values())).size
-            (result,) = await self._run(served, model, feeds, count, outputs)
-            reply = Reply(200, dumps({"result": self._score_result(served, result, top_k)}))
+            request: ScoreRequest | None = None
+            if len(body) <= self._inline_max_bytes:
+                try:  # noqa: SIM105 (as in infer)
+                    request = self._score_parse(served, model, body, True)
+                except _OffTheLoop:
+                    pass
+            if request is None:
+                prepare = partial(self._score_parse, served, model, body)
+                done: tuple[ScoreRequest, Results] = await self.offload(
+                    self._prepare_and_run, served, model, prepare
+                )
+                request, (result,) = done
+            else:
+                (result,) = await self._run(served, model, request.feeds, request.count, request.outputs)
+            reply = Reply(200, dumps({"result": self._score_result(served, result, request.top_k)}))
         except ScoringError as exc:
             self._observe(served, "score", exc.status_code, start)
             raise
         self._observe(served, "score", 200, start)
         return reply
 
-    def _score_input(self, served: ServedModel, model: OnnxModel, payload: Any) -> npt.NDArray[Any]:
+    def _score_parse(self, served: ServedModel, model: OnnxModel, body: bytes, inline: bool) -> ScoreRequest:
+        """The checked request. On the event loop (`inline`), large images raise `_OffTheLoop`."""
+        request = load_json(body, self._limits.max_json_bytes)
+        if type(request) is not dict or not ("data" in request or "input" in request):
+            raise BadRequest('request must be {"data": [[...]]} or {"input": ...}')
+        payload = request["data"] if "data" in request else request["input"]
+        top_k = request.get("top_k", self.settings.top_k)
+        if type(top_k) is not int or top_k < 1:
+            raise BadRequest("'top_k' must be a positive integer")
+        if len(model.inputs) != 1:
+            raise BadRequest(f"/score needs a single-input model; use /v2/models/{served.name}/infer")
+        arr = self._score_input(served, model, payload, inline)
+        outputs = [served.proba_output] if served.proba_output else [model.output_names[0]]
+        return ScoreRequest({model.inputs[0].name: arr}, arr.size, outputs, top_k)
+
+    def _score_input(
+        self, served: ServedModel, model: OnnxModel, payload: Any, inline: bool
+    ) -> npt.NDArray[Any]:
         spec = model.inputs[0]
         if served.image_input == spec.name and _is_images(payload):
-            images = [payload] if isinstance(payload, str) else payload
-            decoded = [decode_base64(t, f"input[{i}]") for i, t in enumerate(images)]
+            texts = [payload] if isinstance(payload, str) else payload
+            images = open_images(
+                [decode_base64(t, f"input[{i}]") for i, t in enumerate(texts)], self._image_limits, "input"
+            )
+            if inline and pixels(images) > self._inline_max:
+                raise _OffTheLoop
             assert served.preprocess is not None
-            return images_to_tensor(decoded, served.preprocess, spec, self.settings.max_image_pixels, "input")
+            return images_to_tensor(images, served.preprocess, spec, "input")
         if spec.datatype == "BYTES":
             arr = decode_json_tensor(
                 "BYTES", [len(payload)] if isinstance(payload, list) else [1], payload, "data"
@@ -231,6 +353,8 @@ class DataPlane:
             arr = as_text(arr, "data")
         else:
             arr = coerce_array(spec.datatype, payload, "data")
+            if arr.dtype.kind == "f" and not self._limits.allow_non_finite:
+                check_finite(arr, "data")
         if arr.ndim == len(spec.shape) - 1:
             arr = arr[None, ...]  # one sample without the batch dimension
         if not spec.accepts_shape(arr.shape):

@@ -50,6 +50,8 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    metrics_url: str
+    """The operations port: /metrics, /docs, /openapi.json."""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -77,16 +79,19 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
     def start(
         model_dir: Path, *extra: str, wait_ready: bool = True, env: dict[str, str] | None = None
     ) -> Server:
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         log_path = tmp_path_factory.mktemp("server") / "server.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "scoring_service", "serve", "--model-dir", str(model_dir),
              "--host", "127.0.0.1", "--port", str(port), *extra],
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
-            env={**os.environ, "SCORING_LOG_FORMAT": "json", **(env or {})},
+            env={**os.environ, "SCORING_LOG_FORMAT": "json", "SCORING_METRICS_PORT": str(metrics_port),
+                 **(env or {})},
         )  # fmt: skip
-        server = Server(f"http://127.0.0.1:{port}", port, process, log_path)
+        server = Server(
+            f"http://127.0.0.1:{port}", port, process, log_path, f"http://127.0.0.1:{metrics_port}"
+        )
         servers.append(server)
         wait_until_up(server, need_ready=wait_ready)
         return server

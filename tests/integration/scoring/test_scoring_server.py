@@ -32,7 +32,7 @@ def test_seed_api_over_http(server: Server, example_bundles: dict[str, Path]) ->
 
 def test_metrics_and_structured_logs(server: Server) -> None:
     httpx.post(server.url + "/v2/models/diabetes/infer", json={"inputs": []})
-    text = httpx.get(server.url + "/metrics").text
+    text = httpx.get(server.metrics_url + "/metrics").text
     assert 'scoring_requests_total{code="400",endpoint="infer",model="diabetes",version="1.0.0"}' in text
     assert 'scoring_model_ready{model="digits",version="1.0.0"} 1.0' in text
     lines = [orjson.loads(line) for line in server.log().splitlines() if line.startswith("{")]
@@ -66,6 +66,8 @@ def test_workers_and_graceful_shutdown(
     server = start_server(example_bundles["diabetes"], "--workers", "2")
     for _ in range(10):
         assert httpx.get(server.url + "/v2/models/diabetes/ready").status_code == 200
+    # The workers share the operations socket as they share the serving one.
+    assert "scoring_model_ready" in httpx.get(server.metrics_url + "/metrics").text
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=30) == 0
 

@@ -57,7 +57,7 @@ def test_publish_refuses_the_preprocess_block_the_scorer_refuses(
     [refusal] = load(path).errors
     argv = ["publish", str(path), "--version", "2", "--connection-string", "x", "--container", "c"]
     assert main(argv, settings=CliSettings()) == 1
-    said = refusal.removeprefix(f"{path / 'modelapp.json'}: ")
+    said = refusal.removeprefix("lin unknown: modelapp.json: ")  # readiness names no paths
     assert said != refusal, "the scorer refused the manifest itself, not the model"
     assert capsys.readouterr().err == f"error: {said}\n"
 

@@ -65,3 +65,9 @@ def make_client() -> Iterator[Callable[..., TestClient]]:
 @pytest.fixture
 def client(model_dir: Path, make_client: Callable[..., TestClient]) -> TestClient:
     return make_client(model_dir, default_model="linear")
+
+
+def ops(client: TestClient) -> TestClient:
+    """The same app reached on its operations port: /metrics, /docs, /openapi.json."""
+    port = client.app.state.settings.metrics_port  # type: ignore[attr-defined]
+    return TestClient(client.app, base_url=f"http://testserver:{port}", raise_server_exceptions=False)
