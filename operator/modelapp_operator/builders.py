@@ -30,6 +30,9 @@ MODELS_DIR = "/models"
 # How long a terminating serving pod goes on answering before the scorer is told to stop.
 PRE_STOP_SECONDS = 5
 HTTP_PORT_NAME = "http"
+# The scorer's operations port (/metrics, /docs): never the serving port, so the Service does not expose it.
+METRICS_PORT_NAME = "metrics"
+METRICS_PORT = 8082
 FETCH_CONTAINER = "fetch-model"
 # AKS workload identity: the label makes its webhook inject the federated token; the annotation names the
 # containers it must leave out.
@@ -147,14 +150,26 @@ def app_env(spec: AppSpec) -> dict[str, Any]:
     return {"env": copy.deepcopy(list(spec.env))} if spec.env else {}
 
 
+def metrics_port(spec: AppSpec) -> int:
+    """The scorer's default operations port, or the next one when the app serves on that one."""
+    return METRICS_PORT if spec.port != METRICS_PORT else METRICS_PORT + 1
+
+
 def _scorer(spec: AppSpec, image: str) -> dict[str, Any]:
     probe_port = HTTP_PORT_NAME
     scorer: dict[str, Any] = {
         "name": "scorer",
         "image": image,
-        "args": ["serve", "--model-dir", MODELS_DIR, "--host", "0.0.0.0", "--port", str(spec.port)],
+        "args": [
+            "serve",
+            *("--model-dir", MODELS_DIR, "--host", "0.0.0.0", "--port", str(spec.port)),
+            *("--metrics-port", str(metrics_port(spec))),
+        ],
         **app_env(spec),
-        "ports": [{"name": HTTP_PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}],
+        "ports": [
+            {"name": HTTP_PORT_NAME, "containerPort": spec.port, "protocol": "TCP"},
+            {"name": METRICS_PORT_NAME, "containerPort": metrics_port(spec), "protocol": "TCP"},
+        ],
         "readinessProbe": {
             "httpGet": {"path": "/v2/health/ready", "port": probe_port},
             "periodSeconds": 5,

@@ -59,9 +59,15 @@ def test_pod_template_fetches_the_version_in_an_init_container() -> None:
     assert {"name": "models", "mountPath": "/models"} in fetch["volumeMounts"]
     scorer = _container(t, "scorer")
     assert scorer["image"] == IMAGES.scorer
-    assert scorer["args"] == ["serve", "--model-dir", "/models", "--host", "0.0.0.0", "--port", "8080"]
+    assert scorer["args"] == [
+        *("serve", "--model-dir", "/models", "--host", "0.0.0.0", "--port", "8080"),
+        *("--metrics-port", "8082"),
+    ]
     assert {"name": "models", "mountPath": "/models", "readOnly": True} in scorer["volumeMounts"]
-    assert scorer["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert scorer["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 8082, "protocol": "TCP"},  # not the serving port
+    ]
     assert t["metadata"]["annotations"][ANN_MODEL_VERSION] == "1.2.0"
     assert t["metadata"]["annotations"][ANN_MODEL_SHA256] == sha_of("1.2.0")
     assert {v["name"] for v in t["spec"]["volumes"]} == {"tmp", "models", "store-credentials"}
@@ -72,8 +78,11 @@ def test_pod_template_model_name_and_port_follow_the_spec() -> None:
     t = template_for("1.0.0", spec)
     assert _container(t, "fetch-model", init=True)["args"][-1] == "/models/diab"
     scorer = _container(t, "scorer")
-    assert scorer["args"][-1] == "9000"
+    assert scorer["args"][scorer["args"].index("--port") + 1] == "9000"
     assert scorer["ports"][0]["containerPort"] == 9000
+    # An app that serves on the scorer's operations port moves the operations port aside.
+    clash = _container(template_for("1.0.0", make_spec(port=8082)), "scorer")
+    assert clash["args"][-2:] == ["--metrics-port", "8083"]
 
 
 def test_baked_image_needs_no_init_container() -> None:
