@@ -60,3 +60,21 @@ def test_a_failing_fetch_init_container_says_why_in_the_status() -> None:
     assert (rolled["status"], rolled["reason"]) == ("False", Reason.FETCH_FAILED)
     assert problem in rolled["message"]
     assert cond(p, "Ready")["reason"] == Reason.FETCH_FAILED
+
+
+async def test_credentials_of_endpoints_no_poller_reads_are_forgotten() -> None:
+    """A rotated Secret gives a new endpoint (its fingerprint); the old credentials must not stay in memory."""
+    from kubernetes_asyncio import client
+    from modelapp_operator.gather import Gatherer
+    from modelapp_operator.poller import Endpoint, PollerRegistry
+    from modelapp_operator.settings import OperatorSettings
+    from modelapp_operator.store import BlobCredentials
+
+    old = Endpoint("https://a.blob.core.windows.net", "models", "secret:ns/creds:old")
+    new = Endpoint("https://a.blob.core.windows.net", "models", "secret:ns/creds:new")
+    registry = PollerRegistry(lambda ep: None, lambda key: None)  # type: ignore[arg-type,return-value]
+    registry.pollers[new] = object()  # type: ignore[assignment]  # only membership matters here
+    credentials = {old: BlobCredentials(sas_token="old"), new: BlobCredentials(sas_token="new")}
+    async with client.ApiClient() as api:
+        Gatherer(api, OperatorSettings(), registry, credentials).evict_credentials()
+    assert list(credentials) == [new]
