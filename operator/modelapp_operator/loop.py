@@ -20,25 +20,18 @@ from modelapp_operator.apply import Applier, EventPoster
 from modelapp_operator.gather import Gatherer, utcnow
 from modelapp_operator.planner import plan
 from modelapp_operator.poller import AppKey, Endpoint, PollerRegistry
+from modelapp_operator.retry import BACKOFF_CAP as BACKOFF_CAP
+from modelapp_operator.retry import backoff
 from modelapp_operator.settings import OperatorSettings
 from modelapp_operator.store import BlobCredentials, ModelStore, store_from_credentials
 
 log = logging.getLogger(__name__)
 
 CONFLICT_RETRY = 0.2  # the object changed under us: decide again on fresh data, soon
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 300.0
 
 
 class Stopped(Protocol):
     def __bool__(self) -> bool: ...
-
-
-def backoff(failures: int, rand: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with jitter for an app's ``failures``-th failure in a row: 1, 2, 4 … 300 s,
-    each drawn from its upper half so that many apps failing together do not retry together."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, failures - 1))
-    return float(ceiling / 2 + rand() * ceiling / 2)
 
 
 class Reconciler:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from modelapp_operator import metrics
 from modelapp_operator.names import Reason
+from modelapp_operator.retry import BACKOFF_CAP, backoff
 from modelapp_operator.snapshot import ManifestInfo, Published, Stalled, Waiting
 from modelapp_operator.store import (
     ContainerNotFound,
@@ -32,8 +32,7 @@ log = logging.getLogger(__name__)
 # With more folders than this to list per cycle, one listing of the whole container is the cheaper one.
 MAX_PREFIX_LISTINGS = 16
 IDLE_INTERVAL = 60.0
-RESTART_BASE = 1.0
-RESTART_CAP = 300.0
+RESTART_CAP = BACKOFF_CAP
 
 
 @dataclass(frozen=True)
@@ -80,11 +79,8 @@ def listing_prefixes(prefixes: Iterable[str]) -> tuple[str, ...]:
     return folders if len(folders) <= MAX_PREFIX_LISTINGS else ("",)
 
 
-def restart_delay(failures: int, rand: Callable[[], float] = random.random) -> float:
-    """Seconds before a poller that failed ``failures`` times in a row starts again: 1, 2, 4 … 300 s, each
-    drawn from its upper half so that pollers failing together do not restart together."""
-    ceiling = min(RESTART_CAP, RESTART_BASE * 2 ** max(0, failures - 1))
-    return float(ceiling / 2 + rand() * ceiling / 2)
+# A poller that failed ``failures`` times in a row starts again after the shared jittered backoff.
+restart_delay = backoff
 
 
 class ContainerPoller:

@@ -21,6 +21,7 @@ PURE = [
     "builders",
     "draft",
     "planner",
+    "retry",
     *(
         f"stages.{p.stem}"
         for p in sorted(
