@@ -17,10 +17,16 @@ from modelapp_operator.names import (
     ANN_TEMPLATE_HASH,
     COMPONENT_BUILD,
     COMPONENT_SERVER,
+    COMPONENT_SHADOW,
     COMPONENT_VERIFY,
+    LABEL_COMPONENT,
+    canary_name,
+    canary_selector,
     common_labels,
     owner_reference,
     selector_labels,
+    shadow_name,
+    shadow_selector,
     short_hash,
 )
 from modelapp_operator.snapshot import Images, Target
@@ -34,6 +40,9 @@ HTTP_PORT_NAME = "http"
 METRICS_PORT_NAME = "metrics"
 METRICS_PORT = 8082
 FETCH_CONTAINER = "fetch-model"
+# The scorer's default SCORING_SHADOW_CONFIG is shadow.json in this directory.
+SHADOW_DIR = "/etc/modelapp/shadow"
+SHADOW_FILE = "shadow.json"
 # AKS workload identity: the label makes its webhook inject the federated token; the annotation names the
 # containers it must leave out.
 LABEL_WORKLOAD_IDENTITY = "azure.workload.identity/use"
@@ -72,7 +81,7 @@ def store_env(spec: AppSpec) -> list[dict[str, Any]]:
     The Secret's files are read with the operator's own key mapping (``BlobCredentials.from_mapping``), so
     the fetch gets exactly what the operator used. Without a Secret the fetch uses the federated token of
     workload identity alone, never the node's managed identity."""
-    src = spec.source
+    src = spec.store
     env: list[dict[str, Any]] = [
         {"name": "MODELAPP_ACCOUNT_URL", "value": src.account_url},
         {"name": "MODELAPP_CONTAINER", "value": src.container},
@@ -89,16 +98,16 @@ def store_env(spec: AppSpec) -> list[dict[str, Any]]:
 
 def store_volumes(spec: AppSpec) -> list[dict[str, Any]]:
     """The Secret of ``auth.secretRef`` as a volume, mounted into the fetch container alone."""
-    if not spec.source.secret_name:
+    if not spec.store.secret_name:
         return []
     # 0444: the build pod has no pod-wide fsGroup (Kaniko runs as root), and only the fetch container mounts it.
     return [
-        {"name": STORE_CREDENTIALS, "secret": {"secretName": spec.source.secret_name, "defaultMode": 0o444}}
+        {"name": STORE_CREDENTIALS, "secret": {"secretName": spec.store.secret_name, "defaultMode": 0o444}}
     ]
 
 
 def _store_mounts(spec: AppSpec) -> list[dict[str, Any]]:
-    if not spec.source.secret_name:
+    if not spec.store.secret_name:
         return []
     return [{"name": STORE_CREDENTIALS, "mountPath": STORE_CREDENTIALS_DIR, "readOnly": True}]
 
@@ -141,7 +150,7 @@ def placement(spec: AppSpec) -> dict[str, Any]:
 def service_account(spec: AppSpec, fetches: bool) -> dict[str, Any]:
     """The ServiceAccount of a pod: a pod that fetches the model from the store runs as the ModelApp's own
     identity (auth.workloadIdentity.serviceAccountName) when it names one, else as serve.serviceAccountName."""
-    name = (spec.source.identity_service_account if fetches else None) or spec.service_account
+    name = (spec.store.identity_service_account if fetches else None) or spec.service_account
     return {"serviceAccountName": name} if name else {}
 
 
@@ -197,8 +206,11 @@ def _scorer(spec: AppSpec, image: str) -> dict[str, Any]:
     return scorer
 
 
-def pod_template(name: str, spec: AppSpec, target: Target, images: Images) -> dict[str, Any]:
-    """The serving pod template, annotated with its own content hash."""
+def pod_template(
+    name: str, spec: AppSpec, target: Target, images: Images, *, mirrors: bool = True
+) -> dict[str, Any]:
+    """The serving pod template, annotated with its own content hash. With rollout.shadow, the serving pods
+    (``mirrors``) read where to mirror requests from the app's shadow ConfigMap."""
     scorer = _scorer(spec, target.image)
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
@@ -209,6 +221,9 @@ def pod_template(name: str, spec: AppSpec, target: Target, images: Images) -> di
         **service_account(spec, fetches=not target.baked),
     }
     labels = common_labels(name, COMPONENT_SERVER)
+    if spec.shadow is not None and mirrors:
+        pod["volumes"].append({"name": "shadow", "configMap": {"name": shadow_name(name), "optional": True}})
+        scorer["volumeMounts"].append({"name": "shadow", "mountPath": SHADOW_DIR, "readOnly": True})
     if not target.baked:
         pod["initContainers"] = [
             fetch_container(spec, images, target.version, target.sha256, f"{MODELS_DIR}/{spec.model_name}")
@@ -216,7 +231,7 @@ def pod_template(name: str, spec: AppSpec, target: Target, images: Images) -> di
         pod["volumes"] += [{"name": "models", "emptyDir": {}}, *store_volumes(spec)]
         scorer["volumeMounts"].append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
     annotations = {ANN_MODEL_VERSION: target.version, ANN_MODEL_SHA256: target.sha256}
-    if not target.baked and not spec.source.secret_name:
+    if not target.baked and not spec.store.secret_name:
         # AKS workload identity injects the federated token into pods that carry this label: only the
         # fetch step reads the store, so the scorer does not get the token.
         labels[LABEL_WORKLOAD_IDENTITY] = "true"
@@ -261,6 +276,78 @@ def build_deployment(
             last_good, option=orjson.OPT_SORT_KEYS
         ).decode()
     return body
+
+
+def _candidate_deployment(
+    app: dict[str, Any],
+    spec: AppSpec,
+    name: str,
+    selector: dict[str, str],
+    template: dict[str, Any],
+    replicas: int,
+) -> dict[str, Any]:
+    owner = app["metadata"]["name"]
+    template = copy.deepcopy(template)
+    template["metadata"]["labels"].update(selector)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": app["metadata"]["namespace"],
+            "labels": {**common_labels(owner, selector[LABEL_COMPONENT]), **selector},
+            "ownerReferences": [owner_reference(app)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "progressDeadlineSeconds": spec.progress_deadline_seconds,
+            "revisionHistoryLimit": 2,
+            "template": template,
+        },
+    }
+
+
+def canary_deployment(
+    app: dict[str, Any], spec: AppSpec, template: dict[str, Any], replicas: int
+) -> dict[str, Any]:
+    """rollout.strategy.canary: the candidate's pods, selected by the app's Service too (the traffic split is
+    the ratio of its pods to the stable ones)."""
+    owner = app["metadata"]["name"]
+    return _candidate_deployment(app, spec, canary_name(owner), canary_selector(owner), template, replicas)
+
+
+def shadow_deployment(
+    app: dict[str, Any], spec: AppSpec, template: dict[str, Any], replicas: int
+) -> dict[str, Any]:
+    """rollout.shadow: the candidate's pods, outside the app's Service; they get mirrored requests only."""
+    owner = app["metadata"]["name"]
+    return _candidate_deployment(app, spec, shadow_name(owner), shadow_selector(owner), template, replicas)
+
+
+def shadow_service(app: dict[str, Any], spec: AppSpec) -> dict[str, Any]:
+    owner = app["metadata"]["name"]
+    body = build_service(app, spec)
+    body["metadata"]["name"] = shadow_name(owner)
+    body["metadata"]["labels"] = common_labels(owner, COMPONENT_SHADOW)
+    body["spec"]["selector"] = shadow_selector(owner)
+    return body
+
+
+def shadow_config(app: dict[str, Any], mirror: dict[str, Any] | None) -> dict[str, Any]:
+    """The ConfigMap the serving pods read (SCORING_SHADOW_CONFIG): where and how much to mirror, or ``{}``."""
+    owner = app["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": shadow_name(owner),
+            "namespace": app["metadata"]["namespace"],
+            "labels": common_labels(owner, COMPONENT_SHADOW),
+            "ownerReferences": [owner_reference(app)],
+        },
+        "data": {SHADOW_FILE: orjson.dumps(mirror or {}, option=orjson.OPT_SORT_KEYS).decode()},
+    }
 
 
 def build_service(app: dict[str, Any], spec: AppSpec) -> dict[str, Any]:
@@ -456,7 +543,7 @@ def build_job(
     annotations = {ANN_MODEL_VERSION: version, ANN_MODEL_SHA256: sha256, ANN_BUILD_HASH: digest}
     name = job_name(app["metadata"]["name"], "build", _pod_key(placed, digest))
     job = _job(app, name, COMPONENT_BUILD, build.timeout_seconds, pod, annotations)
-    if not spec.source.secret_name:
+    if not spec.store.secret_name:
         # AKS workload identity: the fetch step reads the store with the pod's federated token; Kaniko,
         # which runs the tenant's chosen base image build, does not get it.
         meta = job["spec"]["template"]["metadata"]

@@ -36,6 +36,12 @@ class Context:
     def now(self) -> str:
         return rfc3339(self.obs.now)
 
+    @property
+    def source_key(self) -> str | None:
+        """``versionPolicy.follow``: the followed ModelApp (namespace/name)."""
+        follow = self.obs.spec.follow
+        return follow.key if follow is not None else None
+
 
 @dataclass(frozen=True)
 class Draft:

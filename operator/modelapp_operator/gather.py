@@ -15,31 +15,43 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from modelapp_operator import builders, kubeapi
+from modelapp_operator.figures import canary_figures, shadow_figures
 from modelapp_operator.identity import Identities
 from modelapp_operator.names import (
+    ANN_FOLLOWERS,
     ANN_LAST_GOOD,
     ANN_SPEC_HASH,
     ANN_TEMPLATE_HASH,
     GROUP,
     LABEL_MODELAPP,
+    LABEL_TRACK,
     PLURAL,
     VERSION,
+    Cond,
     Reason,
+    Stage,
+    canary_name,
+    canary_selector,
     selector_labels,
+    shadow_label,
+    shadow_name,
 )
 from modelapp_operator.policy import Quarantine, candidates, effective_quarantine
 from modelapp_operator.poller import AppKey, ContainerPoller, Endpoint, PollerRegistry, Subscription
+from modelapp_operator.scrape import scrape
 from modelapp_operator.settings import OperatorSettings
 from modelapp_operator.snapshot import (
     DeploymentState,
     JobState,
     ManifestInfo,
     Observed,
+    Published,
+    SourceState,
     Stalled,
     StoreView,
     Waiting,
 )
-from modelapp_operator.spec import AppSpec, parse_spec
+from modelapp_operator.spec import AppSpec, Follow, parse_spec
 from modelapp_operator.status import ModelAppStatus, parse_status
 from modelapp_operator.store import BlobCredentials, StoreError
 
@@ -58,6 +70,38 @@ class AppRead:
     status: ModelAppStatus
     store: StoreView
     stalled: Stalled | None
+    source: SourceState | None = None
+
+
+def source_state(key: str, src: dict[str, Any]) -> SourceState:
+    status = parse_status(src.get("status"))
+    ready_cond = next((c for c in status.conditions if c.type == Cond.READY and c.status == "True"), None)
+    return SourceState(
+        key=key,
+        serving=status.serving_version,
+        ready=ready_cond is not None,
+        ready_since=ready_cond.last_transition_time if ready_cond is not None else None,
+        bakes=(src.get("spec") or {}).get("packaging", "Image") == "Image",
+        quarantined=frozenset(q.version for q in status.quarantined),
+    )
+
+
+def followed_view(source: SourceState) -> StoreView:
+    """A follower's store: the one version its source serves (unless the source quarantined it)."""
+    serving = source.serving
+    if serving is None or not serving.sha256 or serving.version in source.quarantined:
+        return StoreView(())
+    uploaded = (
+        datetime.strptime(serving.since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        if serving.since
+        else utcnow()
+    )
+    info = ManifestInfo(serving.version, serving.sha256, serving.sha256, dict(serving.metrics or {}))
+    return StoreView((Published(serving.version, serving.sha256, uploaded),), None, {serving.version: info})
+
+
+def _selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels.items())
 
 
 def utcnow() -> datetime:
@@ -106,15 +150,49 @@ class Gatherer:
             raise
         if app["metadata"].get("deletionTimestamp"):
             return None
-        spec = parse_spec(key.name, app.get("spec") or {})
+        spec = parse_spec(key.name, app.get("spec") or {}, key.namespace)
         status = parse_status(app.get("status"))
+        if spec.follow is not None:
+            found = await self._source(key, spec.follow)
+            if isinstance(found, Stalled):
+                return AppRead(app, spec, status, StoreView(None), found)
+            return AppRead(app, spec, status, followed_view(found), None, found)
         store, stalled = await self._store(key, spec, status, app["metadata"].get("annotations") or {})
         return AppRead(app, spec, status, store, stalled)
 
+    async def _source(self, key: AppKey, follow: Follow) -> SourceState | Stalled:
+        """The ModelApp ``follow`` names, if it exists and lets this namespace follow it."""
+        try:
+            src: dict[str, Any] = await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, follow.namespace, PLURAL, follow.model_app, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            if kubeapi.is_not_found(exc) or exc.status == 403:
+                why = (
+                    "not found"
+                    if exc.status == 404
+                    else "not readable by the operator (it does not watch that namespace)"
+                )
+                return Stalled(Reason.SOURCE_NOT_FOUND, f"versionPolicy.follow: ModelApp {follow.key} {why}")
+            raise
+        allowed = {
+            n.strip() for n in (src["metadata"].get("annotations") or {}).get(ANN_FOLLOWERS, "").split(",")
+        }
+        if follow.namespace != key.namespace and not allowed & {key.namespace, "*"}:
+            return Stalled(
+                Reason.FOLLOW_NOT_ALLOWED,
+                f"ModelApp {follow.key} does not allow namespace {key.namespace} to follow it: its owners can "
+                f"allow it with the annotation {ANN_FOLLOWERS}={key.namespace}",
+            )
+        return source_state(follow.key, src)
+
     async def observe(self, key: AppKey, read: AppRead) -> Observed:
         """The snapshot: ``read`` (from :meth:`observe_store`) and the app's Deployment, Service, Jobs."""
-        deployment, service_exists, jobs = await asyncio.gather(
-            self._deployment(key), self._service_exists(key), self._jobs(key, read.spec)
+        deployment, service_exists, jobs, candidates = await asyncio.gather(
+            self._deployment(key),
+            self._service_exists(key),
+            self._jobs(key, read.spec),
+            self._candidates(key, read),
         )
         return Observed(
             read.app,
@@ -126,6 +204,8 @@ class Gatherer:
             self.clock(),
             read.stalled,
             jobs,
+            read.source,
+            **candidates,
         )
 
     async def _store(
@@ -134,7 +214,7 @@ class Gatherer:
         endpoint, stalled = await self._endpoint(key, spec)
         if endpoint is None:
             return StoreView(None, None), stalled
-        poller = self.registry.subscribe(key, endpoint, Subscription(spec.source.prefix, spec.poll_interval))
+        poller = self.registry.subscribe(key, endpoint, Subscription(spec.store.prefix, spec.poll_interval))
         self.evict_credentials()  # e.g. the endpoint of a Secret before it rotated
         await poller.first_listing(self.settings.first_listing_timeout)
         return await self._store_view(key, spec, poller, effective_quarantine(status, annotations)), None
@@ -147,7 +227,7 @@ class Gatherer:
     async def _endpoint(self, key: AppKey, spec: AppSpec) -> tuple[Endpoint | None, Stalled | None]:
         """Who reads the store for this app; the endpoint (what a poller is keyed by) names that identity
         and the namespace, so no two namespaces ever share a listing or a manifest cache."""
-        src = spec.source
+        src = spec.store
         if src.secret_name:
             found = await self._secret_credentials(key, src.secret_name)
         elif src.identity_service_account:
@@ -198,14 +278,14 @@ class Gatherer:
         self, key: AppKey, spec: AppSpec, poller: ContainerPoller, quarantined: list[Quarantine]
     ) -> StoreView:
         """The listing, and the manifests of the policy's candidates, best first, until a usable one."""
-        versions, problem = poller.view(key, spec.source.prefix)
+        versions, problem = poller.view(key, spec.store.prefix)
         if versions is None:
             return StoreView(None, problem)
         manifests: dict[str, ManifestInfo] = {}
         unusable: dict[str, str] = {}
         for version in candidates(spec.policy, versions, quarantined)[:MANIFEST_TRIES]:
             try:
-                info = await poller.manifest(spec.source.prefix, version)
+                info = await poller.manifest(spec.store.prefix, version)
             except StoreError as exc:
                 return StoreView(None, Waiting(Reason.STORE_UNAVAILABLE, f"reading a manifest failed: {exc}"))
             if isinstance(info, ManifestInfo):
@@ -214,10 +294,46 @@ class Gatherer:
             unusable[version.version] = info
         return StoreView(versions, None, manifests, unusable)
 
-    async def _deployment(self, key: AppKey) -> DeploymentState | None:
+    async def _candidates(self, key: AppKey, read: AppRead) -> dict[str, Any]:
+        """rollout.strategy.canary and rollout.shadow: the candidate's Deployments, the shadow Service's
+        address, and the figures of the step or comparison under way (Observed's fields by name)."""
+        spec, pending = read.spec, read.status.pending
+        stage = pending.stage if pending is not None else None
+        found: dict[str, Any] = {}
+        if spec.canary is not None or stage == Stage.CANARY:
+            found["canary"] = await self._deployment(key, canary_name(key.name))
+        if spec.shadow is not None or stage == Stage.SHADOWING:
+            found["shadow"] = await self._deployment(key, shadow_name(key.name))
+            found["shadow_service_ip"] = await self._service_ip(key.namespace, shadow_name(key.name))
+        if pending is None or stage not in (Stage.CANARY, Stage.SHADOWING):
+            return found
+        if stage == Stage.CANARY:
+            texts = await scrape(self.core, key.namespace, _selector(canary_selector(key.name)), self.timeout)
+            if texts is not None:
+                found["canary_figures"] = canary_figures(texts, spec.model_name, pending.version)
+            return found
+        serving = read.status.serving_version
+        stable = _selector(selector_labels(key.name)) + f",!{LABEL_TRACK}"
+        texts = await scrape(self.core, key.namespace, stable, self.timeout)
+        if texts is not None and serving is not None:
+            label = shadow_label(pending.version, read.status.attempt(pending.version))
+            found["shadow_figures"] = shadow_figures(texts, spec.model_name, serving.version, label)
+        return found
+
+    async def _service_ip(self, namespace: str, name: str) -> str:
+        try:
+            svc = await self.core.read_namespaced_service(name, namespace, _request_timeout=self.timeout)
+        except ApiException as exc:
+            if kubeapi.is_not_found(exc):
+                return ""
+            raise
+        ip = svc.spec.cluster_ip if svc.spec is not None else None
+        return str(ip) if ip and ip != "None" else ""
+
+    async def _deployment(self, key: AppKey, name: str | None = None) -> DeploymentState | None:
         try:
             d = await self.apps.read_namespaced_deployment(
-                key.name, key.namespace, _request_timeout=self.timeout
+                name or key.name, key.namespace, _request_timeout=self.timeout
             )
         except ApiException as exc:
             if kubeapi.is_not_found(exc):
@@ -242,7 +358,7 @@ class Gatherer:
             last_good=builders.parse_last_good(annotations.get(ANN_LAST_GOOD)),
             deadline_exceeded=deadline,
         )
-        if state.complete or "initContainers" not in state.template.get("spec", {}):
+        if name is not None or state.complete or "initContainers" not in state.template.get("spec", {}):
             return state
         return replace(state, pod_problem=await self._fetch_failure(key, state.template_hash))
 

@@ -33,6 +33,10 @@ ANN_APPROVE: Final = f"{GROUP}/approve"
 ANN_QUARANTINE: Final = f"{GROUP}/quarantine"
 ANN_UNQUARANTINE: Final = f"{GROUP}/unquarantine"
 ANN_REJECT: Final = f"{GROUP}/reject"
+ANN_PROMOTE: Final = f"{GROUP}/promote"
+ANN_ABORT: Final = f"{GROUP}/abort"
+# On a ModelApp that others follow from other namespaces: the namespaces allowed to (comma-separated, or *).
+ANN_FOLLOWERS: Final = f"{GROUP}/followers"
 
 
 class Cond(StrEnum):
@@ -50,9 +54,12 @@ class Cond(StrEnum):
 class Stage(StrEnum):
     """Where a version on its way to serving is (``status.pending.stage``)."""
 
+    SOAKING = "Soaking"
     BUILDING = "Building"
     VERIFYING = "Verifying"
     AWAITING_APPROVAL = "AwaitingApproval"
+    SHADOWING = "Shadowing"
+    CANARY = "Canary"
     ROLLING_OUT = "RollingOut"
 
 
@@ -76,6 +83,23 @@ class Reason(StrEnum):
     NEW_VERSION = "NewVersion"
     DETECTED = "Detected"
     NOT_BETTER = "NotBetter"
+    # Staged promotion (versionPolicy.follow).
+    SOURCE_NOT_FOUND = "SourceNotFound"
+    FOLLOW_NOT_ALLOWED = "FollowNotAllowed"
+    SOAKING = "Soaking"
+    SOAKED = "Soaked"
+    FROM_SOURCE = "FromSource"
+    SOURCE_IMAGE_MISSING = "SourceImageMissing"
+    # Shadow and canary.
+    SHADOW_STARTED = "ShadowStarted"
+    SHADOW_PASSED = "ShadowPassed"
+    SHADOW_FAILED = "ShadowFailed"
+    SHADOW_TIMED_OUT = "ShadowTimedOut"
+    CANARY_STEP = "CanaryStep"
+    CANARY_PASSED = "CanaryPassed"
+    CANARY_FAILED = "CanaryFailed"
+    PROMOTED = "Promoted"
+    ABORTED = "Aborted"
     # Build and contract test (ImageBuilt, Verified).
     BUILD_STARTED = "BuildStarted"
     BUILT = "Built"
@@ -121,6 +145,33 @@ def short_hash(obj: Any, length: int = 16) -> str:
 COMPONENT_SERVER: Final = "server"
 COMPONENT_BUILD: Final = "build"
 COMPONENT_VERIFY: Final = "verify"
+# rollout.shadow: the candidate's pods, outside the app's Service.
+COMPONENT_SHADOW: Final = "shadow"
+# rollout.strategy.canary: the candidate's pods inside the app's Service carry this label (value "canary").
+LABEL_TRACK: Final = f"{GROUP}/track"
+TRACK_CANARY: Final = "canary"
+
+
+def canary_selector(app_name: str) -> dict[str, str]:
+    return {**selector_labels(app_name), LABEL_TRACK: TRACK_CANARY}
+
+
+def shadow_selector(app_name: str) -> dict[str, str]:
+    return {LABEL_MODELAPP: app_name, LABEL_COMPONENT: COMPONENT_SHADOW}
+
+
+def canary_name(app_name: str) -> str:
+    return f"{app_name}-canary"
+
+
+def shadow_name(app_name: str) -> str:
+    return f"{app_name}-shadow"
+
+
+def shadow_label(version: str, attempt: int) -> str:
+    """The candidate as the serving pods label their comparison: a retry after `modelapp unquarantine`
+    counts afresh."""
+    return version if attempt == 0 else f"{version}+attempt{attempt}"
 
 
 def selector_labels(app_name: str) -> dict[str, str]:

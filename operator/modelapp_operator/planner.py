@@ -15,9 +15,12 @@ from modelapp_operator.stages.actions import user_actions
 from modelapp_operator.stages.admit import admit
 from modelapp_operator.stages.approve import approve
 from modelapp_operator.stages.build import build
+from modelapp_operator.stages.canary import canary
 from modelapp_operator.stages.promote import promote
 from modelapp_operator.stages.resolve import resolve_version
 from modelapp_operator.stages.rollout import roll_out
+from modelapp_operator.stages.shadow import shadow
+from modelapp_operator.stages.soak import soak
 from modelapp_operator.stages.summarize import ROLLING_REQUEUE, STALLED_REQUEUE, summarize
 from modelapp_operator.stages.verify import verify
 
@@ -27,10 +30,13 @@ STAGES: tuple[Stage, ...] = (
     admit,  # the spec names only images the operator allows
     user_actions,  # `modelapp reject/rollback/unquarantine` become status
     resolve_version,  # the version the policy picks, and the newest one in the store
+    soak,  # versionPolicy.follow: the followed ModelApp has served it long enough
     promote,  # a candidate that does not beat what serves stays out
     build,  # Image packaging: the Kaniko Job
     verify,  # the contract-test Job
     approve,  # rollout.approval: Manual
+    shadow,  # rollout.shadow: the candidate answers mirrored requests like what serves
+    canary,  # rollout.strategy.canary: the candidate takes a growing share of the traffic
     roll_out,  # the Deployment: roll, follow, roll back
     summarize,  # conditions, scale fields, when to look again
 )

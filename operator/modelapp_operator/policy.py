@@ -159,6 +159,10 @@ def resolve(
 ) -> Resolution:
     """Pick the version to serve. Quarantined versions are skipped by every policy."""
     if not versions:
+        if policy.kind == "follow":
+            return Resolution(
+                None, Reason.NO_VERSIONS, f"ModelApp {policy.value} serves no version to follow yet"
+            )
         return Resolution(
             None, Reason.NO_VERSIONS, "no complete version (with modelapp.json) under the prefix yet"
         )
@@ -166,15 +170,25 @@ def resolve(
     skipped = sum(1 for v in versions if any(q.covers(v) for q in quarantined))
     note = f" ({skipped} quarantined version{'s' if skipped != 1 else ''} skipped)" if skipped else ""
     if best is not None:
-        how = {"pinned": "pinned", "semver": f"newest in {policy.value!r}", "latest": "latest"}[policy.kind]
+        how = {
+            "pinned": "pinned",
+            "semver": f"newest in {policy.value!r}",
+            "latest": "latest",
+            "follow": f"served by {policy.value}",
+        }[policy.kind]
         return Resolution(
-            best, Reason.RESOLVED, f"{best.version} ({how}){note if policy.kind != 'pinned' else ''}"
+            best,
+            Reason.RESOLVED,
+            f"{best.version} ({how}){note if policy.kind == 'semver' or policy.kind == 'latest' else ''}",
         )
     blocked = next(iter(candidates(policy, versions)), None)
     name = blocked.version if blocked else None
     if policy.kind == "pinned":
         why = "is quarantined" if blocked else "is not published"
         return Resolution(None, Reason.NO_MATCHING_VERSION, f"pinned version {policy.value} {why}", name)
+    if policy.kind == "follow":
+        message = f"{name}, which ModelApp {policy.value} serves, is quarantined here"
+        return Resolution(None, Reason.NO_MATCHING_VERSION, message, name)
     if policy.kind == "semver":
         message = f"no version matches semver range {policy.value!r}{note}"
         return Resolution(None, Reason.NO_MATCHING_VERSION, message, name)

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from modelapp_operator.figures import CanaryFigures, ShadowFigures
 from modelapp_operator.names import ANN_MODEL_SHA256, ANN_MODEL_VERSION, ANN_TEMPLATE_HASH, Reason
 from modelapp_operator.spec import AppSpec
-from modelapp_operator.status import ModelAppStatus, status_body
+from modelapp_operator.status import ModelAppStatus, ServingVersion, status_body
 
 # --- outcomes that are not decisions: why nothing moves --------------------------------------------------
 
@@ -163,6 +164,18 @@ class JobState:
 
 
 @dataclass(frozen=True)
+class SourceState:
+    """``versionPolicy.follow``: the followed ModelApp as read (its status is its word on what serves)."""
+
+    key: str  # namespace/name
+    serving: ServingVersion | None
+    ready: bool
+    bakes: bool  # its packaging is Image: its serving image holds the model
+    quarantined: frozenset[str] = frozenset()
+    ready_since: str | None = None  # its Ready condition's last transition, when Ready
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything one reconcile knows; ``status`` is the ModelApp's status as read, typed."""
 
@@ -175,6 +188,12 @@ class Observed:
     now: datetime
     stalled: Stalled | None = None
     jobs: dict[str, JobState] = field(default_factory=dict)  # this app's build and verify Jobs by name
+    source: SourceState | None = None  # versionPolicy.follow
+    canary: DeploymentState | None = None  # rollout.strategy.canary: the candidate's Deployment
+    shadow: DeploymentState | None = None  # rollout.shadow: the candidate's Deployment ...
+    shadow_service_ip: str = ""  # ... and its Service's cluster IP
+    canary_figures: CanaryFigures | None = None  # scraped while a canary step is held
+    shadow_figures: ShadowFigures | None = None  # scraped from the serving pods while shadowing
 
     @property
     def name(self) -> str:

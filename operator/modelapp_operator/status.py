@@ -72,12 +72,42 @@ class ServingVersion:
     template_hash: str = ""
     image_by_tag: bool | None = None  # Image packaging: the build reported no digest, so the pods pull a tag
     metrics: Mapping[str, float] | None = None
+    source: str | None = None  # versionPolicy.follow: the ModelApp (ns/name) the version came from
 
 
 @dataclass(frozen=True)
 class MetricDiff:
     serving: float | None = None
     candidate: float | None = None
+
+
+@dataclass(frozen=True)
+class CanaryStatus:
+    """The canary step being held and what its analysis measured (over the canary's requests so far)."""
+
+    step: int  # from 1
+    steps: int
+    weight: int
+    canary_replicas: int = 0
+    stable_replicas: int = 0
+    share: float = 0.0
+    step_since: str = ""
+    requests: int | None = None
+    error_ratio: float | None = None
+    p99_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ShadowStatus:
+    """The comparison of the candidate with the serving version on mirrored requests."""
+
+    sample: float
+    since: str = ""
+    requests: int | None = None
+    failures: int | None = None
+    mean_abs_diff: float | None = None
+    agreement: float | None = None
+    latency_ratio: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +126,10 @@ class Pending:
     pod_rejected: bool | None = None
     message: str | None = None
     metrics_diff: Mapping[str, MetricDiff] | None = None
+    source: str | None = None
+    soak_until: str | None = None
+    canary: CanaryStatus | None = None
+    shadow: ShadowStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +311,7 @@ def status_body(status: ModelAppStatus) -> dict[str, Any]:
 
 __all__ = [
     "HISTORY_LIMIT",
+    "CanaryStatus",
     "ConditionStatus",
     "HistoryEntry",
     "ImageRecord",
@@ -287,6 +322,7 @@ __all__ = [
     "Pending",
     "QuarantineEntry",
     "ServingVersion",
+    "ShadowStatus",
     "fields_of",
     "parse_status",
     "rfc3339",

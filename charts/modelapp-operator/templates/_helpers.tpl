@@ -87,6 +87,10 @@ ClusterRole (every namespace) or into a Role per watched namespace. Every rule s
 - apiGroups: [""]
   resources: [services]
   verbs: [get, create, patch]
+# rollout.shadow: the ConfigMap that tells the serving pods where to mirror (server-side applied by name).
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, patch]
 # The Secret a ModelApp names in auth.secretRef, read by name only: never list or watch.
 - apiGroups: [""]
   resources: [secrets]

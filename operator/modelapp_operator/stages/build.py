@@ -9,7 +9,7 @@ from modelapp_operator import builders
 from modelapp_operator.conditions import Condition
 from modelapp_operator.draft import Context, Draft
 from modelapp_operator.names import Cond, Reason
-from modelapp_operator.snapshot import ManifestInfo, Target
+from modelapp_operator.snapshot import ManifestInfo, SourceState, Stalled, Target
 from modelapp_operator.stages.jobs import BUILD, await_job, fail, finished, pod_rejected, tail
 from modelapp_operator.status import ImageRecord
 
@@ -17,7 +17,8 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def image_packaging(ctx: Context) -> bool:
-    return ctx.obs.spec.packaging == "Image" and ctx.obs.spec.build is not None
+    """The model is baked into the serving image (built here, or taken from a followed ModelApp)."""
+    return ctx.obs.spec.packaging == "Image"
 
 
 def build(ctx: Context, d: Draft) -> Draft:
@@ -28,6 +29,18 @@ def build(ctx: Context, d: Draft) -> Draft:
         return d.replace(candidate=None)
     if not image_packaging(ctx):
         return d.replace(target=Target(info.version, info.sha256, spec.image or ctx.images.scorer))
+    source = ctx.obs.source
+    if source is not None and source.bakes:
+        return _from_source(d, info, source)
+    if spec.build is None or spec.source is None:
+        assert source is not None  # the CRD: packaging Image without build only when following
+        why = (
+            f"ModelApp {source.key} does not bake images (packaging InitContainer), so there is no image to "
+            "take: set spec.build and model.source to build one here, or use packaging: InitContainer"
+        )
+        return d.replace(candidate=None, stalled=Stalled(Reason.SOURCE_IMAGE_MISSING, why)).condition(
+            Condition(Cond.IMAGE_BUILT, "False", Reason.SOURCE_IMAGE_MISSING, why)
+        )
     bh = builders.build_hash(spec, ctx.images, info.version, info.sha256, d.status.attempt(info.version))
     built = (d.status.images or {}).get(bh)
     if built is not None and built.failed:
@@ -49,8 +62,19 @@ def build(ctx: Context, d: Draft) -> Draft:
     return d.condition(Condition(Cond.IMAGE_BUILT, "True", Reason.BUILT, f"{built.image}{note}"))
 
 
+def _from_source(d: Draft, info: ManifestInfo, source: SourceState) -> Draft:
+    """Build once, promote the same artifact: the image the followed ModelApp built and verified, by digest."""
+    serving = source.serving
+    assert serving is not None  # the followed view holds only the version it serves
+    note = " (by tag: its build reported no digest)" if serving.image_by_tag else ""
+    message = f"{serving.image}{note}, built and contract-tested by ModelApp {source.key}"
+    d = d.replace(target=Target(info.version, info.sha256, serving.image, baked=True))
+    d = d.condition(Condition(Cond.IMAGE_BUILT, "True", Reason.FROM_SOURCE, message))
+    return d.condition(Condition(Cond.VERIFIED, "True", Reason.FROM_SOURCE, message))
+
+
 def source_url(ctx: Context, version: str) -> str:
-    src = ctx.obs.spec.source
+    src = ctx.obs.spec.store
     prefix = src.prefix.strip("/")
     return f"{src.account_url}/{src.container}/{prefix + '/' if prefix else ''}{version}/"
 

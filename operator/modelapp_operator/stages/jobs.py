@@ -73,7 +73,7 @@ def set_pending(ctx: Context, d: Draft, info: ManifestInfo, stage: Stage, **extr
         sha256=info.sha256,
         stage=stage,
         since=ctx.now,
-        **{"approved": approved, **given},
+        **{"approved": approved, "source": ctx.source_key, **given},
     )
     return d.set_pending(fresh), True
 

@@ -69,11 +69,12 @@ def _note_latest(ctx: Context, d: Draft) -> Draft:
     latest = LatestVersion(newest.version, newest.etag, ctx.now)
     if info:
         latest = LatestVersion(newest.version, newest.etag, ctx.now, info.sha256, info.metrics)
-    source = ctx.obs.spec.source
-    d = d.with_status(latest_version=latest)
-    d = d.emit(
-        "Normal",
-        Reason.NEW_VERSION,
-        f"found model version {newest.version} in {source.container}/{source.prefix}",
+    spec = ctx.obs.spec
+    where = (
+        f"served by ModelApp {spec.follow.key}"
+        if spec.follow
+        else f"in {spec.store.container}/{spec.store.prefix}"
     )
+    d = d.with_status(latest_version=latest)
+    d = d.emit("Normal", Reason.NEW_VERSION, f"found model version {newest.version} {where}")
     return d.record(ctx, Reason.DETECTED, newest.version).observe("versions_seen", 1.0)

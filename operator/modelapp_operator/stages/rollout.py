@@ -96,6 +96,7 @@ def start_pending(ctx: Context, d: Draft, target: Target, hash_: str) -> Draft:
             image=target.image,
             template_hash=hash_,
             since=ctx.now,
+            source=ctx.source_key,
         )
     )
     serving = d.status.serving_version
@@ -172,6 +173,7 @@ def _now_serving(ctx: Context, d: Draft, dep: DeploymentState, *, rollback: bool
         template_hash=dep.template_hash,
         image_by_tag=True if by_tag else None,
         metrics=info.metrics if info and info.metrics else None,
+        source=ctx.source_key,
     )
     d = d.with_status(serving_version=serving)
     if rollback:

@@ -63,10 +63,13 @@ def test_the_stages_run_in_the_documented_order() -> None:
         "admit",
         "user_actions",
         "resolve_version",
+        "soak",
         "promote",
         "build",
         "verify",
         "approve",
+        "shadow",
+        "canary",
         "roll_out",
         "summarize",
     ]
