@@ -4,8 +4,10 @@ pods and Services that really run, and HTTP from the host or from inside a pod."
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +184,35 @@ def first_answer(url: str, timeout: float = 60) -> list[float]:
             return None
 
     return wait_until(attempt, timeout=timeout, interval=0.5, what=f"an answer from {url}")
+
+
+@dataclass
+class Load:
+    """Steady requests through the Service from the host, counting every failure."""
+
+    url: str
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    answers: list[list[float]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Load:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                out = infer_json(self.url, ROWS.tolist())["outputs"][0]["data"]
+                self.answers.append([float(v) for v in out])
+                self.ok += 1
+            except Exception as exc:  # every kind of failure counts
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {exc!r}")
+            time.sleep(0.02)
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)

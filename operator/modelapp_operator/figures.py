@@ -3,7 +3,7 @@ pods' operations port, summed over the pods and reduced to the figures the gates
 
 The scorer's metrics (scoring-service/scoring_service/metrics.py) are the one definition of the names:
 ``scoring_requests_total{model,version,endpoint,code}`` and ``scoring_request_duration_seconds`` for the
-canary; ``scoring_shadow_*{model,serving,candidate}`` for the shadow comparison.
+canary, with ``scoring_inference_failures_total{model,version}``; ``scoring_shadow_*{model,serving,candidate}`` for the shadow comparison.
 """
 
 from __future__ import annotations
@@ -76,9 +76,12 @@ def canary_figures(texts: Iterable[str], model: str, version: str) -> CanaryFigu
         return labels.get("model") == model and labels.get("version") == version
 
     requests = total(found, "scoring_requests_total", ours)
+    # Server errors, and requests the model failed to run although they matched its signature (the
+    # scorer answers those 400, like any input it cannot use, but counts them apart).
     errors = total(
         found, "scoring_requests_total", lambda lb: ours(lb) and lb.get("code", "").startswith("5")
     )
+    errors += total(found, "scoring_inference_failures_total", ours)
     p99 = quantile(0.99, found, "scoring_request_duration_seconds", ours)
     return CanaryFigures(int(requests), int(errors), p99)
 

@@ -36,6 +36,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.inference_failures = Counter(
+            "scoring_inference_failures",
+            "Requests that passed validation against the model's signature but that onnxruntime failed to run "
+            "(answered 400): a model that fails on well-formed inputs shows here; the canary analysis counts them.",
+            ["model", "version"],
+            registry=self.registry,
+        )
         self.load_failures = Counter(
             "scoring_model_load_failures",
             "Model bundles that failed to load (bad manifest, sha256 mismatch, invalid ONNX).",

@@ -23,7 +23,7 @@ from scoring_service.codecs import (
     decode_json_tensor,
     json_data,
 )
-from scoring_service.errors import BadRequest, ScoringError
+from scoring_service.errors import BadRequest, InferenceFailed, ScoringError
 from scoring_service.metrics import Metrics
 from scoring_service.parsing import (
     NO_IMAGES,
@@ -186,6 +186,8 @@ class DataPlane:
             reply = self._infer_reply(served, request, results)
         except ScoringError as exc:
             self._observe(served, "infer", exc.status_code, start)
+            if isinstance(exc, InferenceFailed) and served is not None:
+                self.metrics.inference_failures.labels(served.name, served.version).inc()
             raise
         self._observe(served, "infer", 200, start)
         return reply
@@ -314,6 +316,8 @@ class DataPlane:
             reply = Reply(200, dumps({"result": self._score_result(served, result, request.top_k)}))
         except ScoringError as exc:
             self._observe(served, "score", exc.status_code, start)
+            if isinstance(exc, InferenceFailed) and served is not None:
+                self.metrics.inference_failures.labels(served.name, served.version).inc()
             raise
         self._observe(served, "score", 200, start)
         return reply

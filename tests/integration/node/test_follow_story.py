@@ -158,7 +158,9 @@ def test_a_new_version_soaks_in_qa_waits_for_approval_and_reaches_prod_by_the_sa
     assert p["soakUntil"] >= qa_since
     assert soaking["status"]["servingVersion"]["version"] == "1.0.0"
 
-    waiting = wait_for_status(stages.prod, APP, pending("AwaitingApproval"), 120, "prod: 2.0.0 awaits approval")
+    waiting = wait_for_status(
+        stages.prod, APP, pending("AwaitingApproval"), 120, "prod: 2.0.0 awaits approval"
+    )
     assert waiting["status"]["pending"]["version"] == "2.0.0"
     assert waiting["status"]["servingVersion"]["version"] == "1.0.0"
     assert any(e["reason"] == "Soaked" for e in events(stages.prod, APP))

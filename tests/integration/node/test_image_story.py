@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from operator_kit import (
 from realnode import (
     APP,
     ROWS,
+    Load,
     RealNode,
     cluster_ip,
     first_answer,
@@ -54,36 +54,6 @@ from testbed import Azurite, kubectl, wait_until
 
 # Real builds: a cold first build pulls and unpacks the scorer base in Kaniko.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
-
-
-@dataclass
-class Load:
-    """Steady requests through the Service from the host, counting every failure."""
-
-    url: str
-    ok: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __enter__(self) -> Load:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                infer_json(self.url, ROWS.tolist())
-                self.ok += 1
-            except Exception as exc:  # every kind of failure counts
-                self.failures.append(f"{time.strftime('%H:%M:%S')} {exc!r}")
-            time.sleep(0.02)
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=30)
 
 
 @dataclass
