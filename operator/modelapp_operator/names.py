@@ -30,6 +30,10 @@ ANN_LAST_GOOD: Final = f"{GROUP}/last-good-template"
 ANN_BUILD_HASH: Final = f"{GROUP}/build-hash"
 ANN_IMAGE: Final = f"{GROUP}/image"
 ANN_APPROVE: Final = f"{GROUP}/approve"
+# Skip a version's remaining canary steps or shadow gate and roll it out; abort it (candidate scaled to zero,
+# version quarantined).
+ANN_PROMOTE: Final = f"{GROUP}/promote"
+ANN_ABORT: Final = f"{GROUP}/abort"
 ANN_QUARANTINE: Final = f"{GROUP}/quarantine"
 ANN_UNQUARANTINE: Final = f"{GROUP}/unquarantine"
 ANN_REJECT: Final = f"{GROUP}/reject"

@@ -25,6 +25,9 @@ MODES: dict[str, dict[str, Any]] = {
     "workload-identity": {
         "workloadIdentity": {"enabled": True, "clientId": "00000000-0000-0000-0000-00000000abcd"}
     },
+    "grafana-dashboard": {
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "ModelApp"}}
+    },
 }
 
 
@@ -73,6 +76,8 @@ def test_rendered_manifests_pass_server_side_validation(
         ({"workloadIdentity": {"enabled": True}}, "at '/workloadIdentity/clientId'"),
         ({"metrics": {"port": 70000}}, "at '/metrics/port': maximum"),
         ({"operator": {"logFormat": "xml"}}, "at '/operator/logFormat'"),
+        ({"grafanaDashboard": {"labelValue": 1}}, "at '/grafanaDashboard/labelValue'"),
+        ({"grafanaDashboard": {"namespace": "Monitoring"}}, "at '/grafanaDashboard/namespace'"),
     ],
 )
 def test_values_schema_rejects_nonsense(values: dict[str, Any], message: str) -> None:

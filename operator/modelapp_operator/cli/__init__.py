@@ -1,5 +1,6 @@
-"""The ``modelapp`` user command line: publish, list and fetch model versions (store_commands); approve,
-reject, roll back and release versions of a ModelApp (cluster_commands). ``COMMANDS`` lists them all."""
+"""The ``modelapp`` user command line: publish, list and fetch model versions (store_commands); show a ModelApp,
+approve, reject, promote, abort, roll back and release its versions (cluster_commands). ``COMMANDS`` lists
+them all. Installed as ``kubectl-modelapp`` too, it is a kubectl plugin: ``kubectl modelapp status NAME``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import inspect
 import logging
 import sys
 from collections.abc import Awaitable, Sequence
+from pathlib import Path
 from typing import TextIO
 
 from modelapp_bundle import BundleError
@@ -29,16 +31,28 @@ __all__ = [
     "build_parser",
     "get_settings",
     "main",
+    "program_name",
     "resolve_credentials",
 ]
 
 
-def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
+PROG = "modelapp"
+KUBECTL_PLUGIN = "kubectl-modelapp"
+
+
+def program_name(argv0: str) -> str:
+    """How the user called us: kubectl runs a plugin by its path (argv[0]) with the words after
+    ``kubectl modelapp`` as its arguments, so help and hints say ``kubectl modelapp`` then."""
+    return "kubectl modelapp" if Path(argv0).name.startswith(KUBECTL_PLUGIN) else PROG
+
+
+def build_parser(commands: Sequence[Command] = COMMANDS, prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="modelapp",
+        prog=prog,
         description="Publish model versions to blob storage and manage ModelApps.",
-        epilog="Run 'modelapp <command> --help' for the options and examples of a command.",
+        epilog=f"Run '{prog} <command> --help' for the options and examples of a command.",
     )
+    parser.set_defaults(prog=prog)
     subparsers = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     seen: set[str] = set()
     for cmd in commands:
@@ -57,11 +71,15 @@ def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentPar
 
 
 def main(
-    argv: list[str] | None = None, settings: CliSettings | None = None, commands: Sequence[Command] = COMMANDS
+    argv: list[str] | None = None,
+    settings: CliSettings | None = None,
+    commands: Sequence[Command] = COMMANDS,
+    prog: str | None = None,
 ) -> int:
     # The SDK's own warnings may quote request URLs; our errors say what matters.
     logging.getLogger("azure").setLevel(logging.ERROR)
-    parser = build_parser(commands)
+    prog = prog or program_name(sys.argv[0])
+    parser = build_parser(commands, prog)
     args = parser.parse_args(argv)
     try:
         settings = settings or get_settings()
@@ -77,7 +95,7 @@ def main(
             result = asyncio.run(_await(result))
         return int(result)
     except UsageError as exc:
-        return _fail(scrub(str(exc), secrets), EXIT_USAGE, parser_hint=f"modelapp {args.command} --help")
+        return _fail(scrub(str(exc), secrets), EXIT_USAGE, parser_hint=f"{prog} {args.command} --help")
     except (StoreError, BundleError, ValueError, OSError) as exc:
         return _fail(scrub(str(exc), secrets), EXIT_ERROR)
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""`modelapp approve|reject|rollback|unquarantine`: user actions on a ModelApp, through annotations.
+"""`modelapp status`, and `approve|reject|promote|abort|rollback|unquarantine`: user actions on a ModelApp,
+through annotations.
 
 Each action is an annotation the operator turns into status (and then removes), so a kubectl user can do
 the same by hand, e.g. `kubectl annotate modelapp diabetes modelapp.dev/approve=1.1.0`.
@@ -7,16 +8,21 @@ the same by hand, e.g. `kubectl annotate modelapp diabetes modelapp.dev/approve=
 from __future__ import annotations
 
 import argparse
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from modelapp_operator.cli.command import Command
+from modelapp_operator.cli.command import Command, UsageError
 from modelapp_operator.cli.settings import CliSettings
+from modelapp_operator.cli.status_view import render, summarize
 from modelapp_operator.kubeapi import MERGE, explain
 from modelapp_operator.names import (
+    ANN_ABORT,
     ANN_APPROVE,
+    ANN_PROMOTE,
     ANN_QUARANTINE,
     ANN_REJECT,
     ANN_UNQUARANTINE,
@@ -108,6 +114,35 @@ def _version_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", help="model version (default: the one awaiting approval)")
 
 
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    _target_arguments(parser)
+    parser.add_argument(
+        "-o", "--output", choices=("text", "json"), default="text", help="text (default) or a JSON summary"
+    )
+
+
+async def status(args: argparse.Namespace, settings: CliSettings) -> int:
+    async with _Cluster(args) as cluster:
+        app = await cluster.get()
+    prog = getattr(args, "prog", "modelapp")
+    now = datetime.now(UTC)
+    if args.output == "json":
+        print(json.dumps(summarize(app, now, prog), indent=2))
+    else:
+        print(render(app, now, prog), end="")
+    return 0
+
+
+STATUS = Command(
+    "status",
+    help="show a ModelApp: what serves, the version on its way and its stage, what to run next, history",
+    arguments=_status_arguments,
+    epilog="examples:\n  modelapp status diabetes -n ml\n  modelapp status diabetes -n ml -o json | jq .pending\n"
+    "  kubectl modelapp status diabetes -n ml     # the same, as a kubectl plugin",
+    run=status,
+)
+
+
 async def approve(args: argparse.Namespace, settings: CliSettings) -> int:
     async with _Cluster(args) as cluster:
         app = await cluster.get()
@@ -146,6 +181,72 @@ REJECT = Command(
     arguments=_version_arguments,
     epilog="example:\n  modelapp reject diabetes -n ml --version 1.1.0",
     run=reject,
+)
+
+
+def _gated_version(app: dict[str, Any], given: str | None, verb: str) -> str:
+    """The version in a canary or shadow gate, unless one is named."""
+    if given:
+        return given
+    pending = (app.get("status") or {}).get("pending") or {}
+    stage = pending.get("stage")
+    if stage not in (Stage.CANARY, Stage.SHADOWING) or not pending.get("version"):
+        where = f"{pending.get('version')} is {stage}" if pending.get("version") else "no version is pending"
+        raise UsageError(
+            f"nothing of {app['metadata']['name']} to {verb}: {where}, not in a Canary or Shadowing stage; "
+            "name one with --version"
+        )
+    return str(pending["version"])
+
+
+def _gate_arguments(parser: argparse.ArgumentParser) -> None:
+    _target_arguments(parser)
+    parser.add_argument("--version", help="model version (default: the one in a Canary or Shadowing stage)")
+
+
+async def _annotate_gated(args: argparse.Namespace, annotation: str, verb: str) -> str:
+    async with _Cluster(args) as cluster:
+        version = _gated_version(await cluster.get(), args.version, verb)
+        await cluster.patch({"metadata": {"annotations": {annotation: version}}})
+    return version
+
+
+async def promote(args: argparse.Namespace, settings: CliSettings) -> int:
+    version = await _annotate_gated(args, ANN_PROMOTE, "promote")
+    print(f"promoting {args.name} {version}: the remaining canary steps or shadow gate are skipped")
+    return 0
+
+
+PROMOTE = Command(
+    "promote",
+    help="roll out a version now, skipping its remaining canary steps or its shadow gate",
+    arguments=_gate_arguments,
+    description="Roll out a version now, skipping its remaining canary steps or its shadow gate.\n\n"
+    "Sets the annotation modelapp.dev/promote=<version>; the operator rolls the version to every replica\n"
+    "and removes the annotation.",
+    epilog="example:\n  modelapp promote diabetes -n ml            # the version in Canary or Shadowing\n"
+    "by hand:\n  kubectl -n ml annotate modelapp diabetes modelapp.dev/promote=1.2.0 --overwrite",
+    run=promote,
+)
+
+
+async def abort(args: argparse.Namespace, settings: CliSettings) -> int:
+    version = await _annotate_gated(args, ANN_ABORT, "abort")
+    print(f"aborting {args.name} {version}: the candidate is scaled to zero and the version quarantined")
+    return 0
+
+
+ABORT = Command(
+    "abort",
+    help="stop a version in a canary or shadow stage: its pods go, it is quarantined",
+    arguments=_gate_arguments,
+    description="Stop a version in a Canary or Shadowing stage.\n\n"
+    "Sets the annotation modelapp.dev/abort=<version>; the operator scales the candidate to zero,\n"
+    "quarantines the version (reason Aborted) and keeps serving what served. `modelapp unquarantine`\n"
+    "lets the version policy pick it again.",
+    epilog="example:\n  modelapp abort diabetes -n ml\n"
+    "by hand:\n  kubectl -n ml annotate modelapp diabetes modelapp.dev/abort=1.2.0 --overwrite",
+    run=abort,
 )
 
 
@@ -227,4 +328,4 @@ UNQUARANTINE = Command(
     run=unquarantine,
 )
 
-COMMANDS = (APPROVE, REJECT, ROLLBACK, UNQUARANTINE)
+COMMANDS = (STATUS, APPROVE, REJECT, PROMOTE, ABORT, ROLLBACK, UNQUARANTINE)

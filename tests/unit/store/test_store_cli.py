@@ -198,7 +198,18 @@ def scratch_command(seen: list[argparse.Namespace]) -> Command:
 
 
 def test_the_parser_has_the_listed_commands_in_order(capsys: pytest.CaptureFixture[str]) -> None:
-    names = ["publish", "versions", "fetch", "approve", "reject", "rollback", "unquarantine"]
+    names = [
+        "publish",
+        "versions",
+        "fetch",
+        "status",
+        "approve",
+        "reject",
+        "promote",
+        "abort",
+        "rollback",
+        "unquarantine",
+    ]
     assert [c.name for c in cli.COMMANDS] == names
     with pytest.raises(SystemExit):
         main(["--help"])
