@@ -212,7 +212,11 @@ cmd_up() {
   write_kubeconfig "$kubeconfig" admin
   local was_running=1
   for c in "${CONTROL_PLANE[@]}" "${NODE_COMPONENTS[@]}"; do is_running "$c" || was_running=0; done
-  if ((was_running)) && [[ -f "$local_dir/testbed.env" ]]; then log "already running"; return 0; fi
+  if ((was_running)) && [[ -f "$local_dir/testbed.env" ]]; then
+    log "already running; bringing the project's images up to date"
+    node_images
+    return 0
+  fi
   local t0=$SECONDS
   start_etcd
   start_apiserver

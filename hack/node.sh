@@ -247,7 +247,12 @@ node_up() {
   start_kubelet
   start_kube_proxy
   wait_for "node $NODE_NAME Ready" 180 node_ready
-  # The project's own images, built by Kaniko in a pod on the node (skipped when current).
+  node_images
+}
+
+# The project's own images, built by Kaniko in a pod on the node (each skipped when current), and the
+# test bed's env file naming them by digest. `up` runs this on a running bed too, after code changes.
+node_images() {
   KUBECONFIG=$kubeconfig bash "$repo/hack/kaniko-build.sh" scoring-service Dockerfile.scoring - >"$node_dir/scorer.ref"
   KUBECONFIG=$kubeconfig bash "$repo/hack/kaniko-build.sh" modelapp-operator Dockerfile.operator operator >"$node_dir/operator.ref"
   write_testbed_env

@@ -37,8 +37,6 @@ ANN_ABORT: Final = f"{GROUP}/abort"
 ANN_QUARANTINE: Final = f"{GROUP}/quarantine"
 ANN_UNQUARANTINE: Final = f"{GROUP}/unquarantine"
 ANN_REJECT: Final = f"{GROUP}/reject"
-ANN_PROMOTE: Final = f"{GROUP}/promote"
-ANN_ABORT: Final = f"{GROUP}/abort"
 # On a ModelApp that others follow from other namespaces: the namespaces allowed to (comma-separated, or *).
 ANN_FOLLOWERS: Final = f"{GROUP}/followers"
 

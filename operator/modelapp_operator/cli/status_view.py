@@ -188,7 +188,7 @@ def _canary_lines(canary: Obj, now: datetime) -> list[str]:
 
 def _shadow_lines(shadow: Obj, now: datetime) -> list[str]:
     traffic = (
-        f"sample {_num(shadow.get('sample'), 3)}%, requests {_num(shadow.get('requests'), 12)}, "
+        f"sample {_percent(shadow.get('sample'))}, requests {_num(shadow.get('requests'), 12)}, "
         f"failures {_num(shadow.get('failures'), 12)}"
     )
     if parse_time(shadow.get("since")):

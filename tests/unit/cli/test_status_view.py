@@ -150,7 +150,7 @@ def test_a_canary_without_figures_yet_shows_dashes_not_errors() -> None:
 
 def test_shadow_figures() -> None:
     shadow = {
-        "sample": 10,
+        "sample": 0.1,
         "requests": 5000,
         "failures": 2,
         "meanAbsDiff": 0.0123456,

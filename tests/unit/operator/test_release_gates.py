@@ -8,7 +8,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import (
+from modelapp_operator import builders
+from modelapp_operator.figures import CanaryFigures, ShadowFigures, canary_figures, quantile, samples
+from modelapp_operator.gather import followed_view
+from modelapp_operator.planner import plan
+from modelapp_operator.snapshot import Observed, SourceState, Target
+from modelapp_operator.spec import Analysis, Canary, CanaryStep, Follow, Shadow, VersionPolicy, parse_spec
+from modelapp_operator.stages.canary import split
+from modelapp_operator.status import ServingVersion
+from unit.operator.conftest import (
     IMAGES,
     T0,
     after,
@@ -21,14 +29,6 @@ from conftest import (
     store,
     template_for,
 )
-from modelapp_operator import builders
-from modelapp_operator.figures import CanaryFigures, ShadowFigures, canary_figures, quantile, samples
-from modelapp_operator.gather import followed_view
-from modelapp_operator.planner import plan
-from modelapp_operator.snapshot import Observed, SourceState, Target
-from modelapp_operator.spec import Analysis, Canary, CanaryStep, Follow, Shadow, VersionPolicy, parse_spec
-from modelapp_operator.stages.canary import split
-from modelapp_operator.status import ServingVersion
 
 pytestmark = pytest.mark.unit
 
@@ -91,7 +91,14 @@ def test_shadow_figures_reduce_to_mean_abs_diff_agreement_and_latency_ratio() ->
 
 @pytest.mark.parametrize(
     ("replicas", "weight", "pods", "share"),
-    [(2, 10, 1, 33.3), (2, 34, 1, 33.3), (2, 50, 2, 50.0), (10, 10, 1, 9.1), (10, 50, 10, 50.0), (4, 90, 36, 90.0)],
+    [
+        (2, 10, 1, 33.3),
+        (2, 34, 1, 33.3),
+        (2, 50, 2, 50.0),
+        (10, 10, 1, 9.1),
+        (10, 50, 10, 50.0),
+        (4, 90, 36, 90.0),
+    ],
 )
 def test_the_canary_split_keeps_stable_whole_and_rounds_to_the_nearest_pod(
     replicas: int, weight: int, pods: int, share: float
@@ -128,19 +135,23 @@ def test_the_spec_reads_follow_canary_and_shadow() -> None:
 QA_IMAGE = "registry.example/qa/diabetes@sha256:" + "a" * 64
 
 
-def _source(version: str = "2.0.0", since: str = "2026-01-01T00:00:00Z", ready: bool = True) -> SourceState:
+def _source(version: str = "2.0.0", since: str = "2026-01-02T03:04:05Z", ready: bool = True) -> SourceState:
     serving = ServingVersion(version=version, sha256=sha_of(version), image=QA_IMAGE, since=since)
     return SourceState("qa/diabetes", serving, ready, bakes=True, ready_since=since)
 
 
-def _follower(source: SourceState, status: dict[str, Any] | None, now_minutes: float, **spec: Any) -> Observed:
+def _follower(
+    source: SourceState, status: dict[str, Any] | None, now_minutes: float, **spec: Any
+) -> Observed:
     follow = Follow("diabetes", "qa", 600.0)
     aspec = make_spec(
         source=None, policy=VersionPolicy("follow", follow.key), follow=follow, packaging="Image", **spec
     )
     dep = None
     if status is not None:
-        dep = deployment(builders.pod_template("diabetes", aspec, Target("1.0.0", sha_of("1.0.0"), "img:1", True), IMAGES))
+        dep = deployment(
+            builders.pod_template("diabetes", aspec, Target("1.0.0", sha_of("1.0.0"), "img:1", True), IMAGES)
+        )
     app = make_app(status)
     obs = observe(app, followed_view(source), dep, spec=aspec, now=T0 + timedelta(minutes=now_minutes))
     return dataclasses.replace(obs, source=source)
@@ -155,11 +166,11 @@ def test_the_followed_view_offers_only_what_the_source_serves_unless_it_quaranti
 
 
 def test_a_follower_waits_for_the_soak_then_deploys_the_source_image_without_a_build() -> None:
-    src = _source(since="2026-01-01T00:00:00Z")
+    src = _source()
     early = plan(_follower(src, None, 5), IMAGES)
     assert early.status.pending is not None
     assert (early.status.pending.stage, early.status.pending.source) == ("Soaking", "qa/diabetes")
-    assert early.status.pending.soak_until == "2026-01-01T00:10:00Z"
+    assert early.status.pending.soak_until == "2026-01-02T03:14:05Z"
     assert early.apply == [o for o in early.apply if o["kind"] == "Service"]  # no Deployment yet
     assert early.requeue_after is not None
     assert early.requeue_after <= 300
@@ -183,30 +194,46 @@ def test_a_source_that_is_not_ready_does_not_soak() -> None:
 CANARY = Canary((CanaryStep(34, 10.0), CanaryStep(50, 10.0)), Analysis(max_error_ratio=0.05, min_requests=20))
 
 
-def _serving_one(spec_changes: dict[str, Any], status_extra: dict[str, Any] | None = None, **obs: Any) -> Observed:
+def _serving_one(
+    spec_changes: dict[str, Any], status_extra: dict[str, Any] | None = None, **obs: Any
+) -> Observed:
     spec = make_spec(**spec_changes)
     template = template_for("1.0.0", spec)
     status = serving_status("1.0.0", template, **(status_extra or {}))
-    base = observe(make_app(status), store("1.0.0", "2.0.0"), deployment(template), spec=spec, now=obs.pop("now", T0))
+    base = observe(
+        make_app(status), store("1.0.0", "2.0.0"), deployment(template), spec=spec, now=obs.pop("now", T0)
+    )
     return dataclasses.replace(base, **obs)
 
 
 def _canary_pods(spec_changes: dict[str, Any], replicas: int) -> Any:
     spec = make_spec(**spec_changes)
-    template = builders.pod_template("diabetes", spec, Target("2.0.0", sha_of("2.0.0"), IMAGES.scorer), IMAGES, mirrors=False)
+    template = builders.pod_template(
+        "diabetes", spec, Target("2.0.0", sha_of("2.0.0"), IMAGES.scorer), IMAGES, mirrors=False
+    )
     return deployment(template, replicas=replicas)
 
 
 def test_a_new_version_starts_at_canary_step_one_and_stable_is_untouched() -> None:
     p = plan(_serving_one({"canary": CANARY}), IMAGES)
     deps = [o for o in p.apply if o["kind"] == "Deployment"]
-    assert [d["metadata"]["name"] for d in deps] == ["diabetes-canary"]
-    assert deps[0]["spec"]["replicas"] == 1
-    assert deps[0]["spec"]["template"]["metadata"]["labels"]["modelapp.dev/track"] == "canary"
+    (canary,) = [d for d in deps if d["metadata"]["name"] == "diabetes-canary"]
+    assert canary["spec"]["replicas"] == 1
+    assert canary["spec"]["template"]["metadata"]["labels"]["modelapp.dev/track"] == "canary"
+    assert _stable_untouched(p)
     assert p.status.pending is not None
     assert p.status.pending.stage == "Canary"
     assert p.status.pending.canary is not None
     assert (p.status.pending.canary.step, p.status.pending.canary.share) == (1, 33.3)
+
+
+def _stable_untouched(p: Any) -> bool:
+    """The serving Deployment is applied, if at all, with the serving version's pod template."""
+    stable = [o for o in p.apply if o["kind"] == "Deployment" and o["metadata"]["name"] == "diabetes"]
+    return all(
+        o["spec"]["template"]["metadata"]["annotations"]["modelapp.dev/model-version"] == "1.0.0"
+        for o in stable
+    )
 
 
 def _held(figures: CanaryFigures | None, seconds: float) -> Any:
@@ -231,7 +258,7 @@ def test_a_step_whose_candidate_errs_aborts_scales_it_to_zero_and_quarantines_it
     assert "error ratio 0.25 (10/40) > 0.05" in (entry.message or "")
     canary = [o for o in p.apply if o["metadata"]["name"] == "diabetes-canary"]
     assert canary[-1]["spec"]["replicas"] == 0
-    assert all(o["metadata"]["name"] != "diabetes" for o in p.apply if o["kind"] == "Deployment")
+    assert _stable_untouched(p)
     assert "CanaryFailed" in [e.reason for e in p.events]
 
 
@@ -281,7 +308,7 @@ def test_shadow_mirrors_to_the_candidate_service_and_holds_the_rollout() -> None
     assert p.status.pending.stage == "Shadowing"
     assert p.status.pending.shadow is not None
     assert p.status.pending.shadow.requests == 10
-    assert all(o["metadata"]["name"] != "diabetes" for o in p.apply if o["kind"] == "Deployment")
+    assert _stable_untouched(p)
 
 
 def test_shadow_within_bounds_passes_and_rolls() -> None:
