@@ -95,6 +95,10 @@ kind-up: install ## With Docker: kind + local registry + Azurite + images + char
 demo: install cluster-up ## The main job: local cluster + Azurite + the operator rolling out an example model
 	$(PY) hack/demo.py
 
+.PHONY: demo-stages
+demo-stages: install cluster-up ## The demo, then QA → prod: a version soaks in QA, is approved, reaches prod by digest
+	$(PY) hack/demo.py --stages
+
 .PHONY: clean
 clean: cluster-down ## Remove .venv and .local (the binary cache in ~/.cache/modelapp stays)
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

@@ -27,6 +27,7 @@ LOCAL = REPO / ".local"
 KUBECONFIG = LOCAL / "kubeconfig"
 BIN = Path(sys.executable).parent
 NAMESPACE = "modelapp-demo"
+PROD = "modelapp-demo-prod"  # `make demo-stages`: production follows the demo namespace (QA)
 CONTAINER = "demo-models"
 
 
@@ -81,16 +82,18 @@ def kubectl(*args: str, **kw: Any) -> str:
     return run("kubectl", "-n", NAMESPACE, *args, **kw)
 
 
-def status() -> dict[str, Any]:
-    out = kubectl("get", "modelapp", "diabetes", "-o", "json", quiet=True)
+def status(namespace: str = NAMESPACE) -> dict[str, Any]:
+    out = run("kubectl", "-n", namespace, "get", "modelapp", "diabetes", "-o", "json", quiet=True)
     result: dict[str, Any] = json.loads(out).get("status") or {}
     return result
 
 
-def wait(what: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict[str, Any]:
+def wait(
+    what: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 120, namespace: str = NAMESPACE
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        st = status()
+        st = status(namespace)
         if predicate(st):
             return st
         time.sleep(0.5)
@@ -176,7 +179,17 @@ def fresh_container() -> None:
 
 def start_operator() -> subprocess.Popen[bytes]:
     log = (LOCAL / "logs" / "demo-operator.log").open("w")
-    cmd = [str(BIN / "modelapp-operator"), "-n", NAMESPACE, "--liveness", "", "--log-format", "plain"]
+    cmd = [
+        str(BIN / "modelapp-operator"),
+        "-n",
+        NAMESPACE,
+        "-n",
+        PROD,
+        "--liveness",
+        "",
+        "--log-format",
+        "plain",
+    ]
     return subprocess.Popen(
         [*cmd, "--metrics-port", "0"], env=ENV, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -213,30 +226,57 @@ def roll_out(version: str) -> dict[str, Any]:
     return st
 
 
+def stages(work: Path, train: list[str]) -> None:
+    """QA (the demo namespace) → prod: a version soaks in QA, waits for approval, reaches prod by digest."""
+    step(f"Production ({PROD}) follows QA: no store, no build; QA allows it with an annotation")
+    kubectl("annotate", "modelapp", "diabetes", f"modelapp.dev/followers={PROD}", "--overwrite")
+    manifest = (REPO / "examples" / "stages" / "prod.yaml").read_text()
+    print(manifest)
+    run("kubectl", "-n", PROD, "apply", "-f", "-", stdin=manifest)
+    prod = wait("prod to serve what QA serves", lambda st: bool(serving(st)), 300, PROD)
+    print(
+        f"   prod serves {serving(prod)} from {prod['servingVersion'].get('source')}: {prod['servingVersion']['image']}"
+    )
+
+    step("Version 1.2.0 is published: QA builds, verifies and serves it; prod lets it soak in QA")
+    run(*train, "--out", str(work / "v3"), "--version", "1.2.0", "--alpha", "0.02")
+    publish(work / "v3", "1.2.0")
+    qa = roll_out("1.2.0")
+    for stage in ("Soaking", "AwaitingApproval"):
+        st = wait(
+            f"prod: 1.2.0 {stage}", lambda s, g=stage: (s.get("pending") or {}).get("stage") == g, 300, PROD
+        )
+        p = st["pending"]
+        print(
+            f"   prod: {p['version']} {p['stage']} since {p.get('since')} (soak until {p.get('soakUntil', '-')})"
+        )
+
+    step("A person approves 1.2.0 for production: it rolls there with QA's image, by digest")
+    run(str(BIN / "modelapp"), "approve", "diabetes", "-n", PROD, "--version", "1.2.0")
+    prod = wait("prod to serve 1.2.0", lambda st: serving(st) == "1.2.0", 300, PROD)
+    print(f"   QA   image: {qa['servingVersion']['image']}")
+    print(f"   prod image: {prod['servingVersion']['image']}")
+    print(
+        f"   build Jobs in {PROD}: {run('kubectl', '-n', PROD, 'get', 'jobs', '-o', 'name', quiet=True) or 'none'}"
+    )
+    run(str(BIN / "kubectl-modelapp"), "status", "diabetes", "-n", PROD)
+
+
 def main() -> None:
     # SIGTERM (a time-out, a CI cancel) unwinds like Ctrl-C, so the operator process is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("demo: terminated"))
     work = Path(tempfile.mkdtemp(prefix="modelapp-demo-"))
     run("kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"), quiet=True)
     run("kubectl", "wait", "--for=condition=Established", "crd/modelapps.modelapp.dev", quiet=True)
-    # A previous demo's ModelApp keeps kopf's finalizer and its operator is gone: release it first.
-    for app in run(
-        "kubectl", "-n", NAMESPACE, "get", "modelapps", "-o", "name", check=False, quiet=True
-    ).split():
-        run(
-            "kubectl",
-            "-n",
-            NAMESPACE,
-            "patch",
-            app,
-            "--type",
-            "merge",
-            "-p",
-            '{"metadata":{"finalizers":null}}',
-            quiet=True,
-        )
-    run("kubectl", "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", quiet=True)
-    run("kubectl", "create", "namespace", NAMESPACE, quiet=True)
+    # A previous demo's ModelApps keep kopf's finalizer and their operator is gone: release them first.
+    for ns in (NAMESPACE, PROD):
+        for app in run(
+            "kubectl", "-n", ns, "get", "modelapps", "-o", "name", check=False, quiet=True
+        ).split():
+            patch = '{"metadata":{"finalizers":null}}'
+            run("kubectl", "-n", ns, "patch", app, "--type", "merge", "-p", patch, quiet=True)
+        run("kubectl", "delete", "namespace", ns, "--ignore-not-found", "--wait=true", quiet=True)
+        run("kubectl", "create", "namespace", ns, quiet=True)
     run("kubectl", "get", "nodes", "-o", "wide")
 
     step("A data scientist trains the diabetes model and publishes version 1.0.0 to blob storage (Azurite)")
@@ -277,6 +317,9 @@ def main() -> None:
 
         step("kubectl get modelapps")
         kubectl("get", "modelapps", "-o", "wide")
+        if "--stages" in sys.argv[1:]:
+            stages(work, train)
+            run("kubectl", "get", "modelapps", "-A", "-o", "wide")
     finally:
         os.killpg(operator.pid, signal.SIGTERM)
         operator.wait(timeout=30)
