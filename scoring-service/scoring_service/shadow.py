@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scoring_service.compare import Comparison, Mismatch, compare, read_outputs
+from scoring_service.http1 import ConnectFailed, Connection
 from scoring_service.metrics import Metrics
 from scoring_service.service import DataPlane, Reply
 from scoring_service.settings import Settings
@@ -182,14 +182,11 @@ class Shadow:
         self._content: bytes | None = None
         self.queue: asyncio.Queue[Mirrored] = asyncio.Queue(queue_size)
         self._tasks: list[asyncio.Task[None]] = []
-        self._session: aiohttp.ClientSession | None = None
         self._children: dict[tuple[str, str, str], _Children] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        # One connection per worker: each sends one request at a time.
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._workers))
         self.reload()
         self._tasks = [asyncio.create_task(self._watch(), name="shadow-config")]
         self._tasks += [asyncio.create_task(self._work(), name=f"shadow-{i}") for i in range(self._workers)]
@@ -200,9 +197,6 @@ class Shadow:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def _watch(self) -> None:
         while True:
@@ -272,18 +266,28 @@ class Shadow:
         return children
 
     async def _work(self) -> None:
-        while True:
-            item = await self.queue.get()
-            try:
-                await self._mirror(item)
-            except Exception:
-                log.exception("shadow mirroring of a %s request failed", item.name)
+        """One worker: one keep-alive connection to the candidate, one request at a time."""
+        connection: Connection | None = None
+        try:
+            while True:
+                item = await self.queue.get()
+                if connection is None or connection.url != item.config.url:
+                    if connection is not None:
+                        connection.close()
+                    connection = Connection(item.config.url)
+                try:
+                    await self._mirror(item, connection)
+                except Exception:
+                    log.exception("shadow mirroring of a %s request failed", item.name)
+        finally:
+            if connection is not None:
+                connection.close()
 
-    async def _mirror(self, item: Mirrored) -> None:
+    async def _mirror(self, item: Mirrored, connection: Connection) -> None:
         children = self._labels(item)
         children.requests.inc()
         try:
-            answer = await self._send(item)
+            answer = await _send(item, connection)
         except _Failed as failed:
             children.failures[failed.reason].inc()
             return
@@ -306,28 +310,26 @@ class Shadow:
         children.rows.inc(result.rows)
         children.agreed_rows.inc(result.agreed_rows)
 
-    async def _send(self, item: Mirrored) -> _Answer:
-        assert self._session is not None
-        config = item.config
-        headers = {"Content-Type": item.content_type or "application/json"}
-        if item.header_length is not None:
-            headers[HEADER_LENGTH] = str(item.header_length)
-        url = f"{config.url}/v2/models/{quote(item.name, safe='')}/infer"
-        timeout = aiohttp.ClientTimeout(total=config.timeout_seconds)
-        start = time.perf_counter()
-        try:
-            async with self._session.post(url, data=item.body, headers=headers, timeout=timeout) as response:
-                body = await response.read()
-                status, length = response.status, response.headers.get(HEADER_LENGTH)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
-            raise _Failed("connect") from None
-        except TimeoutError:
-            raise _Failed("timeout") from None
-        except aiohttp.ClientError:
-            raise _Failed("error") from None
-        seconds = time.perf_counter() - start
-        header_length = int(length) if length is not None and length.isascii() and length.isdigit() else None
-        return _Answer(status, body, header_length, seconds)
+
+async def _send(item: Mirrored, connection: Connection) -> _Answer:
+    headers = {"Content-Type": item.content_type or "application/json"}
+    if item.header_length is not None:
+        headers[HEADER_LENGTH] = str(item.header_length)
+    start = time.perf_counter()
+    try:
+        answer = await connection.post(
+            f"/v2/models/{quote(item.name, safe='')}/infer", item.body, headers, item.config.timeout_seconds
+        )
+    except ConnectFailed:
+        raise _Failed("connect") from None
+    except TimeoutError:
+        raise _Failed("timeout") from None
+    except (OSError, EOFError, ValueError):  # a broken connection or an answer that is not HTTP
+        raise _Failed("error") from None
+    seconds = time.perf_counter() - start
+    length = answer.headers.get(HEADER_LENGTH.lower())
+    header_length = int(length) if length is not None and length.isascii() and length.isdigit() else None
+    return _Answer(answer.status, answer.body, header_length, seconds)
 
 
 def _compare(reply: Reply, answer: _Answer) -> Comparison:
