@@ -26,6 +26,7 @@ from scoring_service.repository import ModelRepository
 from scoring_service.routes import INFER_PATH, fast_infer, router
 from scoring_service.service import DataPlane
 from scoring_service.settings import Settings, get_settings
+from scoring_service.shadow import Shadow
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     repository = ModelRepository(settings, metrics)
     dataplane = DataPlane(settings, repository, metrics)
+    shadow = Shadow(settings, metrics, dataplane)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -158,7 +160,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "scorer started",
             extra={"ready": repository.ready, "models": [f"{m.name}:{m.version}" for m in repository.all()]},
         )
+        await shadow.start()
         yield
+        await shadow.stop()
         dataplane.close()
 
     app = ScoringApp(
@@ -175,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.max_busy = settings.max_concurrent_requests
     app.state.settings = settings
     app.state.dataplane = dataplane
+    app.state.shadow = shadow
     app.include_router(router)
     app.add_exception_handler(ScoringError, _scoring_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

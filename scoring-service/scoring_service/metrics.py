@@ -56,5 +56,39 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._add_shadow_metrics()
+
+    def _add_shadow_metrics(self) -> None:
+        """Mirroring to a candidate (`shadow.py`), by model, serving version and candidate version."""
+        labels = ["model", "serving", "candidate"]
+
+        def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> Counter:
+            return Counter(name, doc, [*labels, *extra], registry=self.registry)
+
+        def histogram(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, labels, buckets=LATENCY_BUCKETS, registry=self.registry)
+
+        self.shadow_requests = counter("scoring_shadow_requests", "Requests mirrored to the candidate.")
+        self.shadow_failures = counter(
+            "scoring_shadow_failures",
+            "Mirrored requests not compared: error (non-2xx), timeout, connect, mismatch.",
+            ("reason",),
+        )
+        self.shadow_dropped = counter("scoring_shadow_dropped", "Requests not mirrored: the queue was full.")
+        self.shadow_abs_diff = counter(
+            "scoring_shadow_abs_diff_sum", "Sum of |serving - candidate| over the numeric output values."
+        )
+        self.shadow_values = counter("scoring_shadow_values", "Numeric output values compared.")
+        self.shadow_rows = counter("scoring_shadow_rows", "Rows compared for top-1 agreement.")
+        self.shadow_agreed_rows = counter("scoring_shadow_agreed_rows", "Rows whose top-1 answers agreed.")
+        self.shadow_serving_latency = histogram(
+            "scoring_shadow_serving_duration_seconds",
+            "The serving model's own time for the mirrored requests the candidate answered.",
+        )
+        self.shadow_candidate_latency = histogram(
+            "scoring_shadow_candidate_duration_seconds",
+            "The candidate's round trip (as seen from this pod) for the mirrored requests it answered.",
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

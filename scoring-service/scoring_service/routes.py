@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -170,7 +171,15 @@ async def handle_infer(
     """POST .../infer for both the FastAPI route and the fast path: one implementation."""
     header_length = _header_length(headers)
     body = await read_body(receive, headers, plane, json_only=header_length is None)
-    return await plane.infer(name, version, body, header_length)
+    mirror = plane.mirror
+    if mirror is None:  # shadow mirroring off: this check is all it costs
+        return await plane.infer(name, version, body, header_length)
+    start = time.perf_counter()
+    reply = await plane.infer(name, version, body, header_length)  # raises unless 2xx
+    mirror(
+        name, version, body, headers.get("content-type"), header_length, reply, time.perf_counter() - start
+    )
+    return reply
 
 
 # -- inference first: the router matches in order and these are the hot paths ---------------

@@ -79,6 +79,11 @@ class Reply:
     header_length: int | None = None  # set when the body carries binary tensors after the JSON header
 
 
+Mirror = Callable[[str, str | None, bytes, str | None, int | None, Reply, float], None]
+"""`shadow.Shadow.offer`: takes (name, version, body, content type, header length, reply, serving
+seconds) of each infer request answered 2xx while shadow mirroring is on."""
+
+
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=JSON_OPTS)
 
@@ -104,6 +109,8 @@ class DataPlane:
         # here are few and bounded (loaded models x endpoints x codes), so resolve each once.
         self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         self._inference_children: dict[tuple[str, str], Any] = {}
+        self.mirror: Mirror | None = None
+        """Set while shadow mirroring is on; the routes hand it each infer request answered 2xx."""
 
     # -- health and metadata -----------------------------------------------------------------
 

@@ -139,6 +139,14 @@ class Settings(BaseSettings):
     access_log: bool = False
     """uvicorn access log; off by default because it costs throughput on the hot path."""
 
+    shadow_config: Path = Path("/etc/modelapp/shadow/shadow.json")
+    """File that turns shadow mirroring on: `{"url", "candidate", "sample", "timeoutSeconds"}` (see
+    `shadow.py`). Missing, empty or `{}`: off. The operator mounts it from a ConfigMap; its content is
+    re-read, so kubelet's swap of the mount is seen."""
+
+    shadow_reload_seconds: float = Field(default=2.0, gt=0)
+    """Seconds between two reads of `shadow_config`."""
+
     @model_validator(mode="after")
     def _ports_differ(self) -> Settings:
         if self.metrics_port and self.metrics_port == self.port:

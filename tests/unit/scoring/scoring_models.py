@@ -42,7 +42,7 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     return path
 
 
-def linear_model() -> onnx.ModelProto:
+def linear_model(bias: float = float(LINEAR_B[0])) -> onnx.ModelProto:
     """y = x @ W + b, x: FP32 [N, 3] -> y: FP32 [N, 1] (a stand-in for a regressor)."""
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "B"], ["y"])],
@@ -51,7 +51,7 @@ def linear_model() -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
         [
             helper.make_tensor("W", TensorProto.FLOAT, [3, 1], LINEAR_W.reshape(-1).tolist()),
-            helper.make_tensor("B", TensorProto.FLOAT, [1], LINEAR_B.tolist()),
+            helper.make_tensor("B", TensorProto.FLOAT, [1], [bias]),
         ],
     )
     return helper.make_model(graph, opset_imports=OPSET, ir_version=9)
