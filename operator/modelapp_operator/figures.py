@@ -90,7 +90,7 @@ def canary_figures(texts: Iterable[str], model: str, version: str) -> CanaryFigu
 class ShadowFigures:
     """The serving pods' comparison of their answers with the candidate's, on the requests they mirrored."""
 
-    requests: int
+    requests: int  # compared (mirrored and answered comparably)
     failures: int
     abs_diff_sum: float
     values: int
@@ -127,9 +127,11 @@ def shadow_figures(texts: Iterable[str], model: str, serving: str, candidate: st
     def count(name: str) -> float:
         return total(found, f"scoring_shadow_{name}", ours)
 
+    # The scorer counts every mirrored request, and each one either compared or failed.
+    failures = int(count("failures_total"))
     return ShadowFigures(
-        requests=int(count("requests_total")),
-        failures=int(count("failures_total")),
+        requests=max(0, int(count("requests_total")) - failures),
+        failures=failures,
         abs_diff_sum=count("abs_diff_sum_total"),
         values=int(count("values_total")),
         rows=int(count("rows_total")),
