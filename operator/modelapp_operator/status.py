@@ -91,7 +91,7 @@ class CanaryStatus:
     canary_replicas: int = 0
     stable_replicas: int = 0
     share: float = 0.0
-    step_since: str = ""
+    step_since: str | None = None  # None until the step's pods are ready
     requests: int | None = None
     error_ratio: float | None = None
     p99_seconds: float | None = None
@@ -102,7 +102,7 @@ class ShadowStatus:
     """The comparison of the candidate with the serving version on mirrored requests."""
 
     sample: float
-    since: str = ""
+    since: str | None = None
     requests: int | None = None
     failures: int | None = None
     mean_abs_diff: float | None = None

@@ -11,8 +11,8 @@ import pytest
 from modelapp_operator import builders
 from modelapp_operator.figures import CanaryFigures, ShadowFigures, canary_figures, quantile, samples
 from modelapp_operator.gather import followed_view
-from modelapp_operator.planner import plan
-from modelapp_operator.snapshot import Observed, SourceState, Target
+from modelapp_operator.planner import plan as plan_unchecked
+from modelapp_operator.snapshot import Observed, Plan, SourceState, Target
 from modelapp_operator.spec import Analysis, Canary, CanaryStep, Follow, Shadow, VersionPolicy, parse_spec
 from modelapp_operator.stages.canary import split
 from modelapp_operator.status import ServingVersion
@@ -29,8 +29,20 @@ from unit.operator.conftest import (
     store,
     template_for,
 )
+from unit.operator.test_status import crd_status_schema, schema_problems
 
 pytestmark = pytest.mark.unit
+
+
+SCHEMA = crd_status_schema()
+
+
+def plan(obs: Observed, images: Any) -> Plan:
+    """The planner, and a check that the status it writes is one the CRD's schema accepts."""
+    decided = plan_unchecked(obs, images)
+    assert schema_problems(decided.body, SCHEMA) == []
+    return decided
+
 
 METRICS = """
 # TYPE scoring_requests counter

@@ -113,3 +113,48 @@ def test_a_status_round_trips_through_the_typed_model() -> None:
 def test_an_empty_status_reads_as_defaults() -> None:
     assert parse_status(None) == ModelAppStatus()
     assert status_body(ModelAppStatus()) == {"conditions": [], "quarantined": [], "history": []}
+
+
+_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
+
+
+def schema_problems(value: Any, schema: dict[str, Any], path: str = "status") -> list[str]:
+    """What the API server's structural validation would refuse in a status body (types, enums,
+    date-time formats): a plan whose status the API server refuses never lands, so check them here."""
+    import re
+
+    kind = schema.get("type")
+    problems: list[str] = []
+    if kind == "object" and isinstance(value, dict):
+        props, extra = schema.get("properties") or {}, schema.get("additionalProperties")
+        for k, v in value.items():
+            sub = props.get(k) if k in props else (extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                problems += schema_problems(v, sub, f"{path}.{k}")
+    elif kind == "array" and isinstance(value, list):
+        for i, v in enumerate(value):
+            problems += schema_problems(v, schema.get("items") or {}, f"{path}[{i}]")
+    elif kind == "string":
+        if not isinstance(value, str):
+            problems.append(f"{path}: not a string: {value!r}")
+        elif schema.get("format") == "date-time" and not re.match(_DATE_TIME, value):
+            problems.append(f"{path}: not a date-time: {value!r}")
+        elif "enum" in schema and value not in schema["enum"]:
+            problems.append(f"{path}: {value!r} not one of {schema['enum']}")
+    elif kind == "integer" and (not isinstance(value, int) or isinstance(value, bool)):
+        problems.append(f"{path}: not an integer: {value!r}")
+    elif kind == "number" and (not isinstance(value, int | float) or isinstance(value, bool)):
+        problems.append(f"{path}: not a number: {value!r}")
+    elif kind == "boolean" and not isinstance(value, bool):
+        problems.append(f"{path}: not a boolean: {value!r}")
+    return problems
+
+
+def test_the_schema_check_finds_what_the_api_server_refuses() -> None:
+    body = {"pending": {"version": "1", "stage": "Nope", "since": "", "canary": {"step": "1"}}}
+    assert schema_problems(body, crd_status_schema()) == [
+        "status.pending.stage: 'Nope' not one of "
+        + str(crd_status_schema()["properties"]["pending"]["properties"]["stage"]["enum"]),
+        "status.pending.since: not a date-time: ''",
+        "status.pending.canary.step: not an integer: '1'",
+    ]
