@@ -75,9 +75,11 @@ async def modelapp_changed(
 ) -> None:
     """Spec edits and our annotations (approve, reject) wake the ModelApp at once; our own status writes do not."""
     ours = {k: v for k, v in meta.annotations.items() if k.startswith("modelapp.dev/")}
-    memo.reconciler.changed(
-        AppKey(namespace or "", name), (meta.get("generation"), status.get("observedGeneration"), ours)
-    )
+    key = AppKey(namespace or "", name)
+    memo.reconciler.changed(key, (meta.get("generation"), status.get("observedGeneration"), ours))
+    # ModelApps that follow this one react to what it serves and whether it is Ready.
+    ready = [c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    memo.reconciler.source_changed(key, (str(status.get("servingVersion")), ready))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})

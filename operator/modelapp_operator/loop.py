@@ -17,7 +17,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from modelapp_operator import kubeapi, metrics
 from modelapp_operator.apply import Applier, EventPoster
-from modelapp_operator.gather import Gatherer, utcnow
+from modelapp_operator.gather import AppRead, Gatherer, utcnow
 from modelapp_operator.planner import plan
 from modelapp_operator.poller import AppKey, Endpoint, PollerRegistry
 from modelapp_operator.retry import BACKOFF_CAP as BACKOFF_CAP
@@ -57,6 +57,9 @@ class Reconciler:
         self._wakes: dict[AppKey, asyncio.Event] = {}
         self._fingerprints: dict[AppKey, object] = {}
         self._failures: dict[AppKey, int] = {}
+        # versionPolicy.follow: who follows each ModelApp, and what of it they react to, last seen.
+        self._followers: dict[AppKey, set[AppKey]] = {}
+        self._served: dict[AppKey, object] = {}
         self._slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
 
     def _azure_store(self, endpoint: Endpoint, creds: BlobCredentials) -> ModelStore:
@@ -86,6 +89,20 @@ class Reconciler:
             self._fingerprints[key] = fingerprint
             self.wake(key)
 
+    def source_changed(self, key: AppKey, served: object) -> None:
+        """A ModelApp's serving version or readiness changed: wake the ModelApps that follow it."""
+        if self._served.get(key) != served:
+            self._served[key] = served
+            for follower in self._followers.get(key, ()):
+                self.wake(follower)
+
+    def _note_follow(self, key: AppKey, read: AppRead) -> None:
+        for followers in self._followers.values():
+            followers.discard(key)
+        follow = read.spec.follow
+        if follow is not None:
+            self._followers.setdefault(AppKey(follow.namespace, follow.model_app), set()).add(key)
+
     def wake(self, key: AppKey) -> None:
         event = self._wakes.get(key)
         if event is not None:
@@ -103,6 +120,8 @@ class Reconciler:
             self._wakes.pop(key, None)
             self._fingerprints.pop(key, None)
             self._failures.pop(key, None)
+            for followers in self._followers.values():
+                followers.discard(key)
             self.registry.unsubscribe(key)
             self.gather.evict_credentials()
             metrics.forget(key.namespace, key.name)
@@ -145,6 +164,7 @@ class Reconciler:
         read = await self.gather.observe_store(key)
         if read is None:
             return None
+        self._note_follow(key, read)
         async with self._slots:
             observed = await self.gather.observe(key, read)
             decided = plan(observed, self.settings.images)
