@@ -36,7 +36,7 @@ MODELS_DIR = "/models"
 # How long a terminating serving pod goes on answering before the scorer is told to stop.
 PRE_STOP_SECONDS = 5
 HTTP_PORT_NAME = "http"
-# The scorer's operations port (/metrics, /docs): never the serving port, so the Service does not expose it.
+SERVICE_PORT = 80  # the app's Service (and the shadow's) answer on port 80# The scorer's operations port (/metrics, /docs): never the serving port, so the Service does not expose it.
 METRICS_PORT_NAME = "metrics"
 METRICS_PORT = 8082
 FETCH_CONTAINER = "fetch-model"
@@ -364,7 +364,7 @@ def build_service(app: dict[str, Any], spec: AppSpec) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(name),
-            "ports": [{"name": "http", "port": 80, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
         },
     }
 

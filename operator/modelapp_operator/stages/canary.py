@@ -106,7 +106,7 @@ def _analyse(ctx: Context, d: Draft, info: ManifestInfo, spec: Canary, state: Ca
     if failed:
         return _abort(ctx, d, info, Reason.CANARY_FAILED, f"canary step {state.step}: {'; '.join(failed)}")
     if state.step < state.steps:
-        nxt = _at(ctx, spec, state.step + 1)
+        nxt = _shown(_at(ctx, spec, state.step + 1), figures)  # the figures count since the canary began
         d = d.record(ctx, Reason.CANARY_STEP, info.version, message=f"{_figures(figures)}; {_what(nxt)}")
         d = d.emit("Normal", Reason.CANARY_STEP, f"model version {info.version}: {_what(nxt)}")
         return hold(_set(d, nxt), Reason.PROGRESSING, f"canary {info.version}: {_what(nxt)}", 1.0)

@@ -40,7 +40,7 @@ def shadow(ctx: Context, d: Draft) -> Draft:
             return _stop(ctx, fail(ctx, d, info, Reason.SHADOW_FAILED, why))
         return hold(d, Reason.PROGRESSING, f"starting the shadow of {info.version}")
     label = shadow_label(info.version, d.status.attempt(info.version))
-    mirror = {"url": f"http://{ip}:{ctx.obs.spec.port}", "candidate": label, "sample": spec.sample}
+    mirror = {"url": f"http://{ip}:{builders.SERVICE_PORT}", "candidate": label, "sample": spec.sample}
     d = d.replace(apply=(*d.apply, builders.shadow_config(ctx.obs.app, mirror)))
     return _judge(ctx, d, info, spec, ctx.obs.shadow_figures, waited)
 

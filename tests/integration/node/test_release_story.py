@@ -153,6 +153,8 @@ def test_a_good_version_walks_the_canary_steps_and_rolls(release: Release) -> No
         two = wait_for_status(release.namespace, APP, at_step(2), 180, "canary step 2")
         assert two["status"]["pending"]["canary"]["canaryReplicas"] == 2
         assert two["status"]["pending"]["canary"]["requests"] >= 20
+        (moved,) = [h for h in two["status"]["history"] if "step 2/2" in h["message"]]
+        assert "error ratio 0," in moved["message"]
         app = wait_for_status(release.namespace, APP, serving("2.0.0"), 300, "2.0.0 rolled after its canary")
         wait_until(
             lambda: _canary_replicas(release.namespace) == 0, timeout=60, what="the canary scaled to 0"
@@ -181,7 +183,7 @@ def test_a_failing_candidate_is_aborted_at_step_one_and_stable_never_stops(relea
     assert app["status"]["servingVersion"]["version"] == "2.0.0"
     # The candidate's own answers (400: its model fails on these rows) are what the canary measured;
     # nothing else may fail: not the abort, not the stable pods.
-    others = [f for f in load.failures if "HTTP Error 400" not in f]
+    others = [f for f in load.failures if "HTTPError 400" not in f]
     assert others == []
     assert all(a == pytest.approx(stable, rel=1e-5) for a in load.answers)
     assert any(

@@ -315,7 +315,7 @@ def _figures(requests: int, diff: float) -> ShadowFigures:
 def test_shadow_mirrors_to_the_candidate_service_and_holds_the_rollout() -> None:
     first, p = _shadowed(_figures(10, 0.1), 5)
     config = next(o for o in first.apply if o["kind"] == "ConfigMap")
-    assert '"url":"http://10.96.0.9:8080"' in config["data"]["shadow.json"]
+    assert '"url":"http://10.96.0.9:80"' in config["data"]["shadow.json"]
     assert p.status.pending is not None
     assert p.status.pending.stage == "Shadowing"
     assert p.status.pending.shadow is not None
