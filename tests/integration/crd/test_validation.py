@@ -286,6 +286,71 @@ MISTAKES: list[tuple[str, Mutation, str]] = [
     ),
     ("approval", _set("spec.rollout.approval", "Later"), 'Unsupported value: "Later"'),
     ("packaging", _set("spec.packaging", "Zip"), 'Unsupported value: "Zip"'),
+    # Staged promotion, canary, shadow.
+    (
+        "follow-and-latest",
+        _set("spec.model.versionPolicy", {"latest": {}, "follow": {"modelApp": "qa"}}),
+        "versionPolicy must set exactly one of latest, semver, pinned or follow",
+    ),
+    (
+        "follow-name",
+        _set("spec.model.versionPolicy", {"follow": {"modelApp": "QA!"}}),
+        "follow.modelApp must be",
+    ),
+    (
+        "follow-soak",
+        _set("spec.model.versionPolicy", {"follow": {"modelApp": "qa", "soak": "a week"}}),
+        "follow.soak must be a duration",
+    ),
+    (
+        "no-source-without-follow",
+        _set("spec.model.source", None),
+        "model.source is required, unless versionPolicy.follow names a ModelApp",
+    ),
+    (
+        "follow-initcontainer-needs-source",
+        _both(
+            _set("spec.model.source", None),
+            _set("spec.model.versionPolicy", {"follow": {"modelApp": "qa"}}),
+            _set("spec.packaging", "InitContainer"),
+        ),
+        "packaging: InitContainer needs model.source",
+    ),
+    (
+        "canary-weights-decrease",
+        _set("spec.rollout.strategy", {"canary": {"steps": [{"weight": 50}, {"weight": 10}]}}),
+        "canary steps must have strictly increasing weights",
+    ),
+    (
+        "canary-weights-repeat",
+        _set("spec.rollout.strategy", {"canary": {"steps": [{"weight": 10}, {"weight": 10}]}}),
+        "canary steps must have strictly increasing weights",
+    ),
+    (
+        "canary-weight-100",
+        _set("spec.rollout.strategy", {"canary": {"steps": [{"weight": 100}]}}),
+        "should be less than or equal to 99",
+    ),
+    (
+        "canary-no-steps",
+        _set("spec.rollout.strategy", {"canary": {"steps": []}}),
+        "should have at least 1 items",
+    ),
+    (
+        "canary-pause",
+        _set("spec.rollout.strategy", {"canary": {"steps": [{"weight": 10, "pause": "soon"}]}}),
+        "canary step pause must be a duration",
+    ),
+    (
+        "shadow-no-bound",
+        _set("spec.rollout.shadow", {"sample": 0.2}),
+        "rollout.shadow needs maxMeanAbsDiff (regressors) or minAgreement",
+    ),
+    (
+        "shadow-sample",
+        _set("spec.rollout.shadow", {"sample": 2, "minAgreement": 0.9}),
+        "should be less than or equal to 1",
+    ),
 ]
 
 
@@ -475,3 +540,21 @@ def test_scale_subresource_sets_serve_replicas(crds: None, namespace: str) -> No
     assert proc.returncode != 0
     assert "greater than or equal to 1" in proc.stderr
     assert get_modelapp(namespace, "x")["spec"]["serve"]["replicas"] == 3
+
+
+def test_a_follower_without_store_or_build_is_accepted(crds: None, namespace: str) -> None:
+    body = _app("prod")
+    spec = body["spec"]
+    del spec["model"]["source"]
+    spec["model"]["versionPolicy"] = {"follow": {"modelApp": "qa", "namespace": "ml-qa", "soak": "30m"}}
+    spec["packaging"] = "Image"
+    spec["rollout"] = {
+        "approval": "Manual",
+        "strategy": {"canary": {"steps": [{"weight": 10, "pause": "2m"}, {"weight": 50}]}},
+        "shadow": {"sample": 0.2, "minRequests": 500, "maxMeanAbsDiff": 5.0},
+    }
+    assert _apply(namespace, body).returncode == 0
+    got = get_modelapp(namespace, "prod")["spec"]
+    assert got["rollout"]["strategy"]["canary"]["steps"][1]["pause"] == "1m"  # defaulted
+    assert got["rollout"]["strategy"]["canary"]["analysis"] == {"maxErrorRatio": 0.01, "minRequests": 1}
+    assert got["rollout"]["shadow"]["timeout"] == "30m"
