@@ -63,12 +63,18 @@ class Applier:
             if not kubeapi.is_conflict(exc):  # the same inputs already have their Job (deterministic name)
                 raise
 
-    async def _server_side_apply(self, obj: dict[str, Any]) -> None:
-        kind, meta = obj["kind"], obj["metadata"]
-        call: Callable[..., Awaitable[Any]] = {
+    def patcher(self, kind: str) -> Callable[..., Awaitable[Any]]:
+        """The API call that server-side applies an object of ``kind`` (every kind a plan applies)."""
+        calls: dict[str, Callable[..., Awaitable[Any]]] = {
             "Deployment": self.apps.patch_namespaced_deployment,
             "Service": self.core.patch_namespaced_service,
-        }[kind]
+            "ConfigMap": self.core.patch_namespaced_config_map,
+        }
+        return calls[kind]
+
+    async def _server_side_apply(self, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        call = self.patcher(obj["kind"])
         await call(
             meta["name"],
             meta["namespace"],

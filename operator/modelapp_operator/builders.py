@@ -364,7 +364,9 @@ def build_service(app: dict[str, Any], spec: AppSpec) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(name),
-            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}
+            ],
         },
     }
 

@@ -343,3 +343,28 @@ def test_shadow_without_enough_traffic_times_out_with_its_own_reason() -> None:
     (entry,) = p.status.quarantined
     assert entry.reason == "ShadowTimedOut"
     assert "only 20 of 100" in (entry.message or "")
+
+
+async def test_every_kind_a_plan_applies_has_an_apply_call() -> None:
+    """Plans apply Deployments, Services and the shadow ConfigMap: the applier knows each of them."""
+    from kubernetes_asyncio import client
+    from modelapp_operator.apply import Applier
+
+    app = make_app(None)
+    spec = make_spec(shadow=SHADOW, canary=CANARY)
+    template = template_for("1.0.0", spec)
+    kinds = {
+        o["kind"]
+        for o in (
+            builders.build_deployment(app, spec, template, None),
+            builders.build_service(app, spec),
+            builders.canary_deployment(app, spec, template, 1),
+            builders.shadow_deployment(app, spec, template, 1),
+            builders.shadow_service(app, spec),
+            builders.shadow_config(app, None),
+        )
+    }
+    async with client.ApiClient() as api:
+        applier = Applier(api, lambda *_: None, 1.0)
+        for kind in kinds:
+            assert callable(applier.patcher(kind))
