@@ -105,6 +105,12 @@ ClusterRole (every namespace) or into a Role per watched namespace. Every rule s
 - apiGroups: [""]
   resources: [serviceaccounts/token]
   verbs: [create]
+# An app's pods, listed by label (never watched): the newest pod of a finished Job carries Kaniko's digest or
+# the failure in its termination message; a failing fetch init container says why; and the canary and shadow
+# gates read the scorer pods' own metrics endpoints at their pod IPs.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 # Events on ModelApps (new version, rollout started/complete, rolled back), posted through kopf.
 - apiGroups: [""]
   resources: [events]
@@ -116,11 +122,6 @@ ClusterRole (every namespace) or into a Role per watched namespace. Every rule s
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [list, watch, create]
-# Image packaging: the newest pod of a finished Job (listed by job-name label) carries Kaniko's digest or
-# the failure in its termination message.
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [list]
 # Image packaging: a Job that has no pod yet may have them refused by the API server (Pod Security
 # admission, a quota); the Job controller says so only in FailedCreate Events on the Job, which the
 # controller lists by the Job's uid and that reason (never watched).
