@@ -6,6 +6,7 @@ import re
 import time
 import zlib
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -15,11 +16,11 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from scoring_service.errors import BadRequest, PayloadTooLarge, ScoringError, UnsupportedMediaType
-from scoring_service.service import DataPlane, Reply
+from scoring_service.service import HEADER_LENGTH, SERVER_TIMING, SHADOW_HEADER, DataPlane, Reply
 
 JSON = "application/json"
-HEADER_LENGTH = "Inference-Header-Content-Length"
 HEADER_LENGTH_KEY = HEADER_LENGTH.lower()
+SHADOW_HEADER_KEY = SHADOW_HEADER.lower()
 
 router = APIRouter()
 
@@ -85,14 +86,11 @@ def _plane(request: Request) -> DataPlane:
 
 
 def _response(reply: Reply) -> Response:
+    headers = {SERVER_TIMING: timing} if (timing := reply.server_timing()) else {}
     if reply.header_length is None:
-        return Response(reply.body, reply.status, media_type=JSON)
-    return Response(
-        reply.body,
-        reply.status,
-        headers={HEADER_LENGTH: str(reply.header_length)},
-        media_type="application/octet-stream",
-    )
+        return Response(reply.body, reply.status, headers=headers, media_type=JSON)
+    headers[HEADER_LENGTH] = str(reply.header_length)
+    return Response(reply.body, reply.status, headers=headers, media_type="application/octet-stream")
 
 
 async def read_body(receive: Receive, headers: Mapping[str, str], plane: DataPlane, json_only: bool) -> bytes:
@@ -172,14 +170,15 @@ async def handle_infer(
     header_length = _header_length(headers)
     body = await read_body(receive, headers, plane, json_only=header_length is None)
     mirror = plane.mirror
-    if mirror is None:  # shadow mirroring off: this check is all it costs
+    timed = SHADOW_HEADER_KEY in headers  # a serving pod mirrors this request here: say how long it took
+    if mirror is None and not timed:  # shadow mirroring off: these checks are all it costs
         return await plane.infer(name, version, body, header_length)
     start = time.perf_counter()
     reply = await plane.infer(name, version, body, header_length)  # raises unless 2xx
-    mirror(
-        name, version, body, headers.get("content-type"), header_length, reply, time.perf_counter() - start
-    )
-    return reply
+    took = time.perf_counter() - start
+    if mirror is not None:
+        mirror(name, version, body, headers.get("content-type"), header_length, reply, took)
+    return replace(reply, server_seconds=took) if timed else reply
 
 
 # -- inference first: the router matches in order and these are the hot paths ---------------
@@ -255,6 +254,7 @@ async def version(request: Request) -> Response:
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 _OCTET = b"application/octet-stream"
 _JSON = JSON.encode()
+SERVER_TIMING_KEY = SERVER_TIMING.lower().encode()
 
 
 async def fast_infer(
@@ -281,5 +281,7 @@ async def fast_infer(
             (b"content-length", str(len(reply.body)).encode()),
             (HEADER_LENGTH_KEY.encode(), str(reply.header_length).encode()),
         ]
+    if (timing := reply.server_timing()) is not None:
+        response_headers.append((SERVER_TIMING_KEY, timing.encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
     await send({"type": "http.response.body", "body": reply.body})

@@ -70,6 +70,12 @@ class _OffTheLoop(Exception):
     """Raised by an image decoder running on the event loop: these images are for a worker thread."""
 
 
+# HTTP header names, spelled once.
+HEADER_LENGTH = "Inference-Header-Content-Length"  # OIP binary extension: the JSON header's length
+SHADOW_HEADER = "X-Modelapp-Shadow"  # on a mirrored request: answer with Server-Timing
+SERVER_TIMING = "Server-Timing"  # the scorer's own time for the request (body received → response built)
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """What the routes turn into an HTTP response."""
@@ -77,6 +83,11 @@ class Reply:
     status: int
     body: bytes
     header_length: int | None = None  # set when the body carries binary tensors after the JSON header
+    server_seconds: float | None = None  # sent as Server-Timing (a mirrored request asks for it)
+
+    def server_timing(self) -> str | None:
+        """``infer;dur=<ms>`` (the W3C Server-Timing syntax), when the request asked for it."""
+        return None if self.server_seconds is None else f"infer;dur={self.server_seconds * 1000:.4f}"
 
 
 Mirror = Callable[[str, str | None, bytes, str | None, int | None, Reply, float], None]

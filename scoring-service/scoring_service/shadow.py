@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,12 +44,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scoring_service.compare import Comparison, Mismatch, compare, read_outputs
 from scoring_service.http1 import ConnectFailed, Connection
 from scoring_service.metrics import Metrics
-from scoring_service.service import DataPlane, Reply
+from scoring_service.service import HEADER_LENGTH, SERVER_TIMING, SHADOW_HEADER, DataPlane, Reply
 from scoring_service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-HEADER_LENGTH = "Inference-Header-Content-Length"
 QUEUE_SIZE = 256
 WORKERS = 4
 REASONS = ("error", "timeout", "connect", "mismatch")
@@ -312,7 +312,7 @@ class Shadow:
 
 
 async def _send(item: Mirrored, connection: Connection) -> _Answer:
-    headers = {"Content-Type": item.content_type or "application/json"}
+    headers = {"Content-Type": item.content_type or "application/json", SHADOW_HEADER: "1"}
     if item.header_length is not None:
         headers[HEADER_LENGTH] = str(item.header_length)
     start = time.perf_counter()
@@ -326,10 +326,21 @@ async def _send(item: Mirrored, connection: Connection) -> _Answer:
         raise _Failed("timeout") from None
     except (OSError, EOFError, ValueError):  # a broken connection or an answer that is not HTTP
         raise _Failed("error") from None
-    seconds = time.perf_counter() - start
+    round_trip = time.perf_counter() - start
     length = answer.headers.get(HEADER_LENGTH.lower())
     header_length = int(length) if length is not None and length.isascii() and length.isdigit() else None
-    return _Answer(answer.status, answer.body, header_length, seconds)
+    # The candidate's own time, measured as the serving side measures its own (not the network's share).
+    own = server_seconds(answer.headers.get(SERVER_TIMING.lower(), ""))
+    return _Answer(answer.status, answer.body, header_length, round_trip if own is None else own)
+
+
+_DUR = re.compile(r"(?:^|[;,\s])dur=([0-9]+(?:\.[0-9]+)?)")
+
+
+def server_seconds(value: str) -> float | None:
+    """The first ``dur`` of a Server-Timing header, in seconds; None without one."""
+    m = _DUR.search(value)
+    return float(m.group(1)) / 1000 if m else None
 
 
 def _compare(reply: Reply, answer: _Answer) -> Comparison:

@@ -17,10 +17,8 @@ from scoring_service import asgi
 from scoring_service.app import create_app
 from scoring_service.contract import Contract, ContractError, Sample, Tolerance, compare, load_contract
 from scoring_service.repository import ServedModel
-from scoring_service.service import DataPlane
+from scoring_service.service import HEADER_LENGTH, DataPlane
 from scoring_service.settings import Settings
-
-HEADER_LENGTH = "inference-header-content-length"
 
 
 @dataclass
@@ -89,7 +87,7 @@ async def _smoke_model(
         response = await asgi.request(
             app, "POST", path, orjson.dumps(sample.request), {"content-type": "application/json"}
         )
-        header = response.headers.get(HEADER_LENGTH)
+        header = response.headers.get(HEADER_LENGTH.lower())
         problems = compare(sample, tolerance, response.status, response.body, int(header) if header else None)
         if not contract and not problems:
             problems = _check_all_outputs(served, response.body, header)

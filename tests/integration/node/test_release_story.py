@@ -212,8 +212,18 @@ def test_shadow_passes_a_retrained_version_with_near_identical_predictions(relea
     assert "requests compared" in passed["message"]
 
 
+def _steady(url: str, expected: list[float]) -> None:
+    """Wait until the Service answers only with ``expected`` (the pods a rollout replaced are gone)."""
+
+    def twenty_in_a_row() -> bool:
+        return all(first_answer(url) == pytest.approx(expected, rel=1e-5) for _ in range(20))
+
+    wait_until(twenty_in_a_row, timeout=60, interval=1, what="the Service to answer with one version")
+
+
 def test_shadow_stops_a_shifted_model_and_clients_only_ever_see_the_serving_answers(release: Release) -> None:
     stable = predictions(release.bundles / "4.0.0")
+    _steady(release.url(), stable)
     with Load(release.url()) as load:
         release.publish(release.changed("5.0.0", "0.0101", "40"), "5.0.0")
         app = wait_for_status(
