@@ -135,3 +135,26 @@ def test_a_full_queue_drops_and_counts(
     assert shadow.queue.qsize() == 4
     labels = {"model": "linear", "serving": "2", "candidate": "3"}
     assert metrics.registry.get_sample_value("scoring_shadow_dropped_total", labels) == 6
+
+
+def test_a_mirrored_request_gets_the_scorers_own_time_as_server_timing(client: Any) -> None:
+    from scoring_service.shadow import server_seconds
+    from unit.scoring.test_scoring_app import infer_body
+
+    asked = client.post("/v2/models/linear/infer", json=infer_body(), headers={"X-Modelapp-Shadow": "1"})
+    assert asked.status_code == 200
+    seconds = server_seconds(asked.headers["server-timing"])
+    assert seconds is not None
+    assert 0 < seconds < 1
+    plain = client.post("/v2/models/linear/infer", json=infer_body())
+    assert "server-timing" not in plain.headers
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("infer;dur=1.5", 0.0015), ("cache;desc=hit, infer;dur=2", 0.002), ("infer", None), ("", None)],
+)
+def test_server_timing_is_read_in_seconds(header: str, seconds: float | None) -> None:
+    from scoring_service.shadow import server_seconds
+
+    assert server_seconds(header) == (pytest.approx(seconds) if seconds is not None else None)
