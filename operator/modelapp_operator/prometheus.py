@@ -28,7 +28,7 @@ async def _read(resp: aiohttp.ClientResponse) -> bytes:
 
 
 async def _query(session: aiohttp.ClientSession, url: str, query: str) -> object:
-    # POST form: the query's characters (a "+" in a version) are encoded as a form, whatever the URL quoting.
+    # A form body rather than the URL: no length limit on the query, and form encoding for its "+" and quotes.
     async with session.post(url, data={"query": query}, allow_redirects=False) as resp:
         return answer(resp.status, await _read(resp))
 
