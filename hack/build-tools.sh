@@ -20,9 +20,9 @@ log() { printf '[build-tools] %s\n' "$*" >&2; }
 # one module rebuilds only that one.
 mod_key() { cat "$repo/hack/tools/$1/go.mod" "$repo/hack/tools/$1/go.sum" | sha256sum | cut -c1-12; }
 
-build_go() { # module-dir output-name package [ldflags]
-  local dir=$1 name=$2 pkg=$3 ldflags=${4:-}
-  local key; key=$(mod_key "$dir")
+build_go() { # module-dir output-name package [ldflags] [build-tags]
+  local dir=$1 name=$2 pkg=$3 ldflags=${4:-} tags=${5:-}
+  local key; key=$(mod_key "$dir")${tags:+_$tags}
   local out="$bin/$name"
   if [[ -x "$out" && -f "$out.key" && "$(cat "$out.key")" == "$key" ]]; then
     return 0
@@ -30,7 +30,7 @@ build_go() { # module-dir output-name package [ldflags]
   log "building $name ($pkg)"
   local start=$SECONDS
   (cd "$repo/hack/tools/$dir" &&
-    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg")
+    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -tags "$tags" -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"
   echo "$key" > "$out.key"
   log "built $name in $((SECONDS - start))s"
@@ -83,7 +83,15 @@ ln -sf "$azurite_dir/node_modules/.bin/azurite-blob" "$bin/azurite-blob"
 # crane (go-containerregistry): hack/images.sh assembles and pushes the test bed's OCI images with it.
 build_go crane crane github.com/google/go-containerregistry/cmd/crane
 
-for f in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kwok helm crane azurite-blob; do
+# Prometheus: the canary analysis's Prometheus path is tested against a real one (tests/integration/prometheus).
+# Module v0.316.0 is Prometheus 3.16.0. Without the builtinassets tag the web UI is served from disk (absent
+# here), which is fine: only the HTTP API is used. remove_all_sd leaves out the service discoveries of the
+# clouds and Kubernetes (the tests use static_configs): fewer modules to fetch and compile.
+build_go prometheus prometheus github.com/prometheus/prometheus/cmd/prometheus \
+  "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v} -X github.com/prometheus/common/version.Branch=HEAD" \
+  remove_all_sd
+
+for f in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kwok helm crane prometheus azurite-blob; do
   ln -sf "$bin/$f" "$repo/.local/bin/$f"
 done
 log "tools ready in $((SECONDS - total))s: $bin"

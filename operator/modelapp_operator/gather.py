@@ -14,8 +14,8 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from modelapp_operator import builders, kubeapi
-from modelapp_operator.figures import canary_figures, shadow_figures
+from modelapp_operator import builders, kubeapi, prometheus
+from modelapp_operator.figures import CanaryFigures, canary_figures, shadow_figures
 from modelapp_operator.identity import Identities
 from modelapp_operator.names import (
     ANN_FOLLOWERS,
@@ -308,9 +308,7 @@ class Gatherer:
         if pending is None or stage not in (Stage.CANARY, Stage.SHADOWING):
             return found
         if stage == Stage.CANARY:
-            texts = await scrape(self.core, key.namespace, _selector(canary_selector(key.name)), self.timeout)
-            if texts is not None:
-                found["canary_figures"] = canary_figures(texts, spec.model_name, pending.version)
+            found["canary_figures"] = await self._canary_figures(key, spec, pending.version)
             return found
         serving = read.status.serving_version
         stable = _selector(selector_labels(key.name)) + f",!{LABEL_TRACK}"
@@ -319,6 +317,14 @@ class Gatherer:
             label = shadow_label(pending.version, read.status.attempt(pending.version))
             found["shadow_figures"] = shadow_figures(texts, spec.model_name, serving.version, label)
         return found
+
+    async def _canary_figures(self, key: AppKey, spec: AppSpec, version: str) -> CanaryFigures | None:
+        """From the Prometheus the analysis names, else from the canary pods' own metrics endpoints."""
+        url = spec.canary.analysis.prometheus_url if spec.canary is not None else None
+        if url:
+            return await prometheus.canary_figures(url, key.namespace, spec.model_name, version)
+        texts = await scrape(self.core, key.namespace, _selector(canary_selector(key.name)), self.timeout)
+        return canary_figures(texts, spec.model_name, version) if texts is not None else None
 
     async def _service_ip(self, namespace: str, name: str) -> str:
         try:

@@ -22,6 +22,7 @@ PURE = [
     "draft",
     "planner",
     "retry",
+    "promql",
     *(
         f"stages.{p.stem}"
         for p in sorted(
