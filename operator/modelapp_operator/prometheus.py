@@ -10,6 +10,7 @@ import aiohttp
 
 from modelapp_operator.figures import CanaryFigures
 from modelapp_operator.promql import QueryError, answer, canary_queries, query_url, reduce
+from modelapp_operator.scrape import TooLarge, read_capped
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +20,10 @@ TIMEOUT_SECONDS = 3.0
 
 
 async def _read(resp: aiohttp.ClientResponse) -> bytes:
-    body = bytearray()
-    async for chunk in resp.content.iter_any():
-        body += chunk
-        if len(body) > MAX_BYTES:
-            raise QueryError(f"answer larger than {MAX_BYTES} bytes")
-    return bytes(body)
+    try:
+        return await read_capped(resp, MAX_BYTES)
+    except TooLarge as exc:
+        raise QueryError(str(exc)) from None
 
 
 async def _query(session: aiohttp.ClientSession, url: str, query: str) -> object:

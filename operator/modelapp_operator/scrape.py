@@ -26,14 +26,27 @@ def _metrics_url(pod: Any) -> str | None:
     return None
 
 
+class TooLarge(ValueError):
+    pass
+
+
+async def read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body, as it arrives in chunks, refused past ``limit`` bytes."""
+    body = bytearray()
+    async for chunk in resp.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"answer larger than {limit} bytes")
+    return bytes(body)
+
+
 async def _get(session: aiohttp.ClientSession, url: str) -> str | None:
     try:
-        async with session.get(url) as resp:
+        async with session.get(url, allow_redirects=False) as resp:
             if resp.status != 200:
                 return None
-            body = await resp.content.read(MAX_BYTES + 1)
-            return body[:MAX_BYTES].decode("utf-8", errors="replace") if len(body) <= MAX_BYTES else None
-    except (aiohttp.ClientError, TimeoutError, OSError):
+            return (await read_capped(resp, MAX_BYTES)).decode("utf-8", errors="replace")
+    except (aiohttp.ClientError, TimeoutError, OSError, TooLarge):
         return None
 
 

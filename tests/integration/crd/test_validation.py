@@ -347,6 +347,14 @@ MISTAKES: list[tuple[str, Mutation, str]] = [
         "rollout.shadow needs maxMeanAbsDiff (regressors) or minAgreement",
     ),
     (
+        "prometheus-credentials",
+        _set(
+            "spec.rollout.strategy",
+            {"canary": {"steps": [{"weight": 10}], "analysis": {"prometheusUrl": "http://me:pw@prom:9090"}}},
+        ),
+        "prometheusUrl must be an http(s) URL without credentials",
+    ),
+    (
         "shadow-sample",
         _set("spec.rollout.shadow", {"sample": 2, "minAgreement": 0.9}),
         "should be less than or equal to 1",
