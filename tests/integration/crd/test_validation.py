@@ -67,12 +67,12 @@ MISTAKES: list[tuple[str, Mutation, str]] = [
     (
         "policy-two",
         _set("spec.model.versionPolicy", {"latest": {}, "pinned": {"version": "1.0.0"}}),
-        "versionPolicy must set exactly one of latest, semver or pinned",
+        "versionPolicy must set exactly one of latest, semver, pinned or follow",
     ),
     (
         "policy-none",
         _set("spec.model.versionPolicy", {}),
-        "versionPolicy must set exactly one of latest, semver or pinned",
+        "versionPolicy must set exactly one of latest, semver, pinned or follow",
     ),
     (
         "replicas-0",
