@@ -39,7 +39,7 @@ from realnode import (
     image_app,
     predictions,
 )
-from testbed import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, kubectl
+from testbed import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, kubectl, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
@@ -106,6 +106,16 @@ def _jobs(namespace: str) -> list[str]:
     return [j["metadata"]["name"] for j in get_json(namespace, "jobs")["items"]]
 
 
+def _answers(namespace: str, expected: list[float]) -> None:
+    """The Service answers with ``expected`` (a pod the rollout replaced may answer for a moment more)."""
+    url = f"http://{cluster_ip(namespace, APP)}"
+    wait_until(
+        lambda: np.allclose(first_answer(url), expected, rtol=1e-5),
+        timeout=60,
+        what=f"{namespace}'s Service to answer with the new version",
+    )
+
+
 def _image(namespace: str) -> str:
     image: str = deployment(namespace, APP)["spec"]["template"]["spec"]["containers"][0]["image"]
     return image
@@ -138,8 +148,7 @@ def test_prod_serves_the_first_version_by_qa_digest_after_the_soak(stages: Stage
     assert "@sha256:" in _image(stages.prod)
     assert condition(app, "ImageBuilt")["reason"] == "FromSource"
     assert _jobs(stages.prod) == []
-    answer = first_answer(f"http://{cluster_ip(stages.prod, APP)}")
-    np.testing.assert_allclose(answer, predictions(stages.bundles / "1.0.0"), rtol=1e-5)
+    _answers(stages.prod, predictions(stages.bundles / "1.0.0"))
 
 
 def test_a_new_version_soaks_in_qa_waits_for_approval_and_reaches_prod_by_the_same_digest(
@@ -172,5 +181,4 @@ def test_a_new_version_soaks_in_qa_waits_for_approval_and_reaches_prod_by_the_sa
     history = [(h["event"], h["version"]) for h in app["status"]["history"]]
     assert ("Soaking", "2.0.0") in history
     assert ("Approved", "2.0.0") in history
-    answer = first_answer(f"http://{cluster_ip(stages.prod, APP)}")
-    np.testing.assert_allclose(answer, predictions(v2), rtol=1e-5)
+    _answers(stages.prod, predictions(v2))
