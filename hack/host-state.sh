@@ -5,7 +5,9 @@
 # iptables/ip6tables rules, kubelet cgroups and the kernel settings the kubelet changes.
 #
 #   hack/host-state.sh            print the state
-#   hack/host-state.sh check FILE exit 1 (and show the difference) when the state differs from FILE
+#   hack/host-state.sh check FILE exit 1 (and show it) when the host has something FILE did not;
+#                                 what was there before and is gone now (a bed that was already up
+#                                 when FILE was taken, stopped by `down`) is shown but is no fault
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,8 +45,16 @@ case "${1:-}" in
   "") state ;;
   check)
     [[ -n "${2:-}" ]] || { echo "usage: $0 check FILE" >&2; exit 2; }
-    if diff -u "$2" <(state); then echo "[host-state] the machine is as it was" >&2; else
-      echo "[host-state] the test bed left the differences above behind" >&2; exit 1
-    fi ;;
+    now=$(mktemp)
+    state >"$now"
+    if diff -u "$2" "$now"; then echo "[host-state] the machine is as it was" >&2; exit 0; fi
+    left=$(diff --new-line-format='%L' --old-line-format='' --unchanged-line-format='' "$2" "$now" | grep -v '^## ' || true)
+    rm -f "$now"
+    if [[ -n "$left" ]]; then
+      echo "[host-state] the test bed left these behind:" >&2
+      echo "$left" >&2
+      exit 1
+    fi
+    echo "[host-state] nothing left behind (only things that were there before are gone)" >&2 ;;
   *) echo "usage: $0 [check FILE]" >&2; exit 2 ;;
 esac
