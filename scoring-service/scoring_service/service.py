@@ -19,7 +19,6 @@ from scoring_service.codecs import (
     binary_data,
     check_finite,
     coerce_array,
-    decode_base64,
     decode_json_tensor,
     json_data,
 )
@@ -34,6 +33,7 @@ from scoring_service.parsing import (
     image_bytes,
     load_json,
     parse_infer,
+    score_image_bytes,
 )
 from scoring_service.preprocess import ImageLimits, images_to_tensor, open_images, pixels
 from scoring_service.repository import ModelRepository, ServedModel
@@ -360,10 +360,8 @@ class DataPlane:
     ) -> npt.NDArray[Any]:
         spec = model.inputs[0]
         if served.image_input == spec.name and _is_images(payload):
-            texts = [payload] if isinstance(payload, str) else payload
-            images = open_images(
-                [decode_base64(t, f"input[{i}]") for i, t in enumerate(texts)], self._image_limits, "input"
-            )
+            encoded = score_image_bytes(payload, self._image_limits.max_images)
+            images = open_images(encoded, self._image_limits, "input")
             if inline and pixels(images) > self._inline_max:
                 raise _OffTheLoop
             assert served.preprocess is not None
