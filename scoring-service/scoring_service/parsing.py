@@ -244,6 +244,55 @@ def image_bytes(shape: list[int], data: Any, raw: memoryview | None, where: str)
     return [decode_base64(t, f"{where}[{i}]") for i, t in enumerate(texts)]
 
 
+JSON_BLANKS = " \t\n\r"
+
+
+def score_image_bytes(payload: str | list[Any], max_images: int, where: str = "input") -> list[bytes]:
+    """The encoded images of a `/score` payload, in one of three forms.
+
+    - one base64 string;
+    - a list of base64 strings;
+    - a string whose first character after JSON whitespace is `[`: a JSON list of base64 strings,
+      the cat-species seed's form (`{"input": json.dumps([...])}`). Base64 never holds `[`, so
+      no string is read both ways.
+
+    Each string may be a `data:` URL or a Python bytes repr, `b'...'` or `b"..."` (the seed's
+    clients send `str(base64.b64encode(png))`; the seed stripped `b'` and `'`). More than
+    `max_images` are refused before any is decoded.
+    """
+    texts = [payload] if isinstance(payload, str) else payload
+    if isinstance(payload, str) and payload.lstrip(JSON_BLANKS).startswith("["):
+        texts = json_list(payload, where)
+    if len(texts) > max_images:
+        raise BadRequest(f"{where}: {len(texts)} images exceed the limit of {max_images} per request")
+    out = []
+    for i, text in enumerate(texts):
+        if type(text) is not str:
+            raise BadRequest(f"{where}[{i}]: must be a base64 string, not {brief(text)}")
+        out.append(decode_base64(unwrap_bytes_repr(text), f"{where}[{i}]"))
+    return out
+
+
+def json_list(text: str, where: str) -> list[Any]:
+    """A JSON list held in a string (no larger than the body it came in, so within its JSON budget)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(
+            f"{where}: a string starting with '[' must be a JSON list of base64 images: {exc}"
+        ) from None
+    if type(value) is not list:  # cannot happen for text starting with '[', but say so rather than assume
+        raise BadRequest(f"{where}: a string starting with '[' must be a JSON list of base64 images")
+    return value
+
+
+def unwrap_bytes_repr(text: str) -> str:
+    """`b'...'` or `b"..."` (a Python bytes repr) -> the text inside; any other text as it is."""
+    if len(text) >= 3 and text[0] == "b" and text[1] in "'\"" and text[-1] == text[1]:
+        return text[2:-1]
+    return text
+
+
 def as_text(arr: npt.NDArray[Any], where: str) -> npt.NDArray[Any]:
     """onnxruntime string tensors take `str`; binary BYTES arrive as `bytes`."""
     flat = arr.reshape(-1)

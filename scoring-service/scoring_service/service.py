@@ -19,7 +19,6 @@ from scoring_service.codecs import (
     binary_data,
     check_finite,
     coerce_array,
-    decode_base64,
     decode_json_tensor,
     json_data,
 )
@@ -34,6 +33,7 @@ from scoring_service.parsing import (
     image_bytes,
     load_json,
     parse_infer,
+    score_image_bytes,
 )
 from scoring_service.preprocess import ImageLimits, images_to_tensor, open_images, pixels
 from scoring_service.repository import ModelRepository, ServedModel
@@ -42,6 +42,7 @@ from scoring_service.settings import Settings
 
 JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 EXTENSIONS = ["binary_tensor_data"]
+SEED_TOP_K = 3  # labels per image in the cat-species seed's `/score` answer
 T = TypeVar("T")
 Results = list[npt.NDArray[Any]]
 
@@ -115,6 +116,7 @@ class DataPlane:
         self._image_limits = ImageLimits(
             settings.max_images, settings.max_image_pixels, settings.max_request_pixels
         )
+        self._seed_response = settings.score_response == "seed"
         self._pool = ThreadPoolExecutor(settings.worker_threads, thread_name_prefix="scoring-worker")
         # prometheus_client's labels() takes a lock and builds a key on every call; the label sets
         # here are few and bounded (loaded models x endpoints x codes), so resolve each once.
@@ -331,7 +333,7 @@ class DataPlane:
                 request, (result,) = done
             else:
                 (result,) = await self._run(served, model, request.feeds, request.count, request.outputs)
-            reply = Reply(200, dumps({"result": self._score_result(served, result, request.top_k)}))
+            reply = self._score_reply(served, result, request.top_k, start)
         except ScoringError as exc:
             self._observe(served, "score", exc.status_code, start)
             if isinstance(exc, InferenceFailed) and served is not None:
@@ -346,7 +348,7 @@ class DataPlane:
         if type(request) is not dict or not ("data" in request or "input" in request):
             raise BadRequest('request must be {"data": [[...]]} or {"input": ...}')
         payload = request["data"] if "data" in request else request["input"]
-        top_k = request.get("top_k", self.settings.top_k)
+        top_k = request.get("top_k", SEED_TOP_K if self._seed_response else self.settings.top_k)
         if type(top_k) is not int or top_k < 1:
             raise BadRequest("'top_k' must be a positive integer")
         if len(model.inputs) != 1:
@@ -360,10 +362,8 @@ class DataPlane:
     ) -> npt.NDArray[Any]:
         spec = model.inputs[0]
         if served.image_input == spec.name and _is_images(payload):
-            texts = [payload] if isinstance(payload, str) else payload
-            images = open_images(
-                [decode_base64(t, f"input[{i}]") for i, t in enumerate(texts)], self._image_limits, "input"
-            )
+            encoded = score_image_bytes(payload, self._image_limits.max_images)
+            images = open_images(encoded, self._image_limits, "input")
             if inline and pixels(images) > self._inline_max:
                 raise _OffTheLoop
             assert served.preprocess is not None
@@ -383,17 +383,22 @@ class DataPlane:
             raise BadRequest(f"data has shape {list(arr.shape)}; the model expects {list(spec.shape)}")
         return arr
 
+    def _score_reply(self, served: ServedModel, result: npt.NDArray[Any], top_k: int, start: float) -> Reply:
+        labels = served.labels
+        if labels is None:
+            return Reply(200, dumps({"result": self._score_result(result)}))
+        ranked = top_labels(result, labels, top_k)
+        if not self._seed_response:
+            per_image = [[{"label": label, "probability": p} for label, p in row] for row in ranked]
+            return Reply(200, dumps({"result": per_image}))
+        # The cat-species seed's shape: [label, percent] pairs, then how long the request took.
+        pairs = [[[label, p * 100] for label, p in row] for row in ranked]
+        took = (time.perf_counter() - start) * 1000
+        return Reply(200, dumps({"result": [pairs, f"Computed in {took:.2f} ms"]}))
+
     @staticmethod
-    def _score_result(served: ServedModel, result: npt.NDArray[Any], top_k: int) -> Any:
-        if served.labels is not None:
-            labels = served.labels
-            k = min(top_k, len(labels))
-            rows = result.reshape(result.shape[0], -1)
-            order = np.argsort(-rows, axis=1, kind="stable")[:, :k]
-            return [
-                [{"label": labels[j], "probability": float(row[j])} for j in idx]
-                for row, idx in zip(rows, order, strict=True)
-            ]
+    def _score_result(result: npt.NDArray[Any]) -> Any:
+        """The answer of a model without labels: its first output as a list."""
         if result.ndim == 2 and result.shape[1] == 1:
             result = result[:, 0]  # regressors: one number per row, as the seed returned
         if result.dtype.kind == "O":
@@ -413,6 +418,13 @@ class DataPlane:
             )
         children[0].inc()
         children[1].observe(time.perf_counter() - start)
+
+
+def top_labels(result: npt.NDArray[Any], labels: list[str], top_k: int) -> list[list[tuple[str, float]]]:
+    """Per row of a classifier's probabilities, its `top_k` (label, probability), most likely first."""
+    rows = result.reshape(result.shape[0], -1)
+    order = np.argsort(-rows, axis=1, kind="stable")[:, : min(top_k, len(labels))]
+    return [[(labels[j], float(row[j])) for j in idx] for row, idx in zip(rows, order, strict=True)]
 
 
 def _is_images(payload: Any) -> bool:

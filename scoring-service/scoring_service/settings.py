@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     top_k: int = Field(default=5, ge=1)
     """Labels returned by `/score` for classifiers with `labels`, unless the request sets `top_k`."""
 
+    score_response: Literal["default", "seed"] = "default"
+    """Shape of `/score`'s answer for models with `labels`.
+
+    `default`: `{"result": [[{"label", "probability"}, ...top_k] per image]}`, a structure a client
+    reads without parsing strings. `seed`: the cat-species seed's `{"result": [[[label, percent],
+    ...top 3] per image], "Computed in N ms"]}` (percent 0-100; the request's `top_k` still
+    applies), for that seed's clients unmodified. Models without labels answer alike in both.
+    """
+
     server_name: str = "modelapp-scoring-service"
     """Name reported by `GET /v2`."""
 
