@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -88,7 +89,13 @@ class Pending:
     arrived: float
     alone: bool = False
     """Cannot share a batch (its inputs disagree on rows, or have none): runs next, by itself."""
-    future: Future[Results] = field(default_factory=Future)
+    loop: asyncio.AbstractEventLoop | None = None
+    """The event loop that awaits `future` (an asyncio future); None: a thread waits on a
+    concurrent future."""
+    future: asyncio.Future[Results] | Future[Results] = field(default_factory=Future)
+
+
+Outcome = tuple[Pending, "Results | Exception"]
 
 
 def take(
@@ -173,12 +180,30 @@ class Batcher:
 
     # -- callers (event loop or worker threads) ----------------------------------------------
 
+    async def run_async(self, feeds: Feeds, outputs: list[str]) -> Results:
+        loop = asyncio.get_running_loop()
+        request = self._request(feeds, outputs)
+        request.loop, request.future = loop, loop.create_future()
+        self._enqueue(request)
+        return await request.future
+
+    def run(self, feeds: Feeds, outputs: list[str]) -> Results:
+        """From a worker thread: blocks it until this request's batch has run."""
+        return self.submit(feeds, outputs).result()
+
     def submit(self, feeds: Feeds, outputs: list[str]) -> Future[Results]:
+        request = self._request(feeds, outputs)
+        self._enqueue(request)
+        assert isinstance(request.future, Future)
+        return request.future
+
+    def _request(self, feeds: Feeds, outputs: list[str]) -> Pending:
         keyed = batch_key(feeds, outputs)
         if keyed is None:
-            request = Pending(feeds, outputs, object(), _rows(feeds), self._clock(), alone=True)
-        else:
-            request = Pending(feeds, outputs, keyed[0], keyed[1], self._clock())
+            return Pending(feeds, outputs, object(), _rows(feeds), self._clock(), alone=True)
+        return Pending(feeds, outputs, keyed[0], keyed[1], self._clock())
+
+    def _enqueue(self, request: Pending) -> None:
         with self._cond:
             if self._closed:
                 raise ModelNotReady("the scorer is shutting down")
@@ -187,23 +212,13 @@ class Batcher:
             # Wake the thread when it waits for a first request, or when a batch may be due.
             if len(self._pending) == 1 or request.alone or self._pending_rows >= self.config.max_size:
                 self._cond.notify()
-        return request.future
-
-    async def run_async(self, feeds: Feeds, outputs: list[str]) -> Results:
-        return await asyncio.wrap_future(self.submit(feeds, outputs))
-
-    def run(self, feeds: Feeds, outputs: list[str]) -> Results:
-        """From a worker thread: blocks it until this request's batch has run."""
-        return self.submit(feeds, outputs).result()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             left, self._pending = self._pending, []
             self._cond.notify()
-        for request in left:
-            if request.future.set_running_or_notify_cancel():
-                request.future.set_exception(ModelNotReady("the scorer is shutting down"))
+        _settle([(request, ModelNotReady("the scorer is shutting down")) for request in left])
         self._thread.join(timeout=5)
 
     # -- the batcher's thread ----------------------------------------------------------------
@@ -220,32 +235,27 @@ class Batcher:
                         self._cond.wait(wait)
                 self._pending_rows -= sum(r.rows for r in batch)
             try:
-                self._execute(batch)
+                outcomes = self._execute(batch)
             except Exception as exc:  # never leave a caller waiting, never let the thread die
                 log.exception("batcher failed")
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
+                outcomes = [(request, exc) for request in batch]
+            _settle(outcomes)
 
-    def _execute(self, batch: list[Pending]) -> None:
-        live = [r for r in batch if r.future.set_running_or_notify_cancel()]  # skip the cancelled
-        if len(live) == 1:
-            self._run_alone(live[0])
-        elif live:
-            try:
-                answers = self._run_batch(live)
-            except Exception as exc:
-                log.warning(
-                    "batched run of %d requests failed (%s): running each alone", len(live), exc,
-                    extra={"rows": sum(r.rows for r in live)},
-                )  # fmt: skip
-                if self._on_fallback is not None:
-                    self._on_fallback()
-                for request in live:
-                    self._run_alone(request)
-                return
-            for request, answer in zip(live, answers, strict=True):
-                request.future.set_result(answer)
+    def _execute(self, batch: list[Pending]) -> list[Outcome]:
+        live = [r for r in batch if not r.future.done()]  # skip the cancelled
+        if len(live) <= 1:
+            return [self._run_alone(r) for r in live]
+        try:
+            answers = self._run_batch(live)
+        except Exception as exc:
+            log.warning(
+                "batched run of %d requests failed (%s): running each alone", len(live), exc,
+                extra={"rows": sum(r.rows for r in live)},
+            )  # fmt: skip
+            if self._on_fallback is not None:
+                self._on_fallback()
+            return [self._run_alone(r) for r in live]
+        return list(zip(live, answers, strict=True))
 
     def _run_batch(self, batch: list[Pending]) -> list[Results]:
         feeds = concatenate(batch)
@@ -254,15 +264,43 @@ class Batcher:
         self._observe(sum(r.rows for r in batch), time.perf_counter() - start)
         return split(batch, results)
 
-    def _run_alone(self, request: Pending) -> None:
+    def _run_alone(self, request: Pending) -> Outcome:
         start = time.perf_counter()
         try:
             results = self.model.run(request.feeds, request.outputs)
         except Exception as exc:
-            request.future.set_exception(exc)
-            return
+            return request, exc
         self._observe(request.rows, time.perf_counter() - start)
-        request.future.set_result(results)
+        return request, results
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    """Hand each request its answer or error: one wake-up per event loop for the whole batch."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        loop = outcome[0].loop
+        if loop is None:
+            _set(outcome)
+        else:
+            by_loop.setdefault(loop, []).append(outcome)
+    for loop, on_loop in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_set_all, on_loop)
+
+
+def _set_all(outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        _set(outcome)
+
+
+def _set(outcome: Outcome) -> None:
+    request, result = outcome
+    if request.future.done():  # cancelled while it waited
+        return
+    if isinstance(result, Exception):
+        request.future.set_exception(result)
+    else:
+        request.future.set_result(result)
 
 
 def _rows(feeds: Feeds) -> int:
