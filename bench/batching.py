@@ -214,6 +214,11 @@ def report(off: Arm, on: Arm, args: argparse.Namespace) -> None:
     run_ms = on.ort_us_per_request * on.mean_rows / 1000  # one batch's onnxruntime time
     bound = args.max_delay_ms + run_ms
     log(f"on/off: {ratio:.2f}x req/s, p50 {on.p50_ms / off.p50_ms:.2f}x, p99 {on.p99_ms / off.p99_ms:.2f}x")
+    # On a core other processes share, CFS gives a process more of it per runnable thread (the batcher
+    # thread is one more): server CPU per request is the figure that does not depend on that share.
+    for arm in (off, on):
+        log(f"{arm.name:3} used {arm.rps * arm.cpu_us_per_request / 1e4:.0f}% of its core")
+    log(f"off/on server CPU per request: {off.cpu_us_per_request / on.cpu_us_per_request:.2f}x")
     log(f"{'PASS' if ratio >= 3 else 'MISS'}  req/s >= 3x with batching ({ratio:.2f}x)")
     log(f"{'PASS' if on.p99_ms <= bound else 'MISS'}  p99 <= max delay + one batch's run "
         f"({on.p99_ms:.2f} ms vs {args.max_delay_ms:g} + {run_ms:.2f} ms)")  # fmt: skip
