@@ -49,7 +49,7 @@ from modelapp_bundle.layout import (
     validate_bundle_path,
     validate_segment,
 )
-from modelapp_bundle.manifest import Manifest, Preprocess, build_manifest
+from modelapp_bundle.manifest import Batching, Manifest, Preprocess, build_manifest
 from modelapp_bundle.versions import SemVer, newest_first
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "MANIFEST_FILE",
     "MODEL_FILE",
     "SCHEMA_VERSION",
+    "Batching",
     "Bundle",
     "BundleError",
     "ChecksumMismatch",

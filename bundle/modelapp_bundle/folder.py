@@ -21,7 +21,7 @@ from modelapp_bundle.layout import (
     ManifestError,
     validate_bundle_path,
 )
-from modelapp_bundle.manifest import Manifest, Preprocess, build_manifest
+from modelapp_bundle.manifest import Batching, Manifest, Preprocess, build_manifest
 
 
 def scan_bundle(directory: Path) -> dict[str, FileEntry]:
@@ -61,6 +61,7 @@ def write_manifest(
     preprocess: Preprocess | Mapping[str, Any] | None = None,
     contract: str | None = None,
     created: datetime | None = None,
+    batching: Batching | Mapping[str, Any] | None = None,
 ) -> Manifest:
     """Hash every file in ``bundle_dir`` and write its ``modelapp.json``, last and atomically, so a reader
     that waits for the manifest never sees a half-written bundle."""
@@ -73,6 +74,7 @@ def write_manifest(
         labels=labels,
         preprocess=preprocess,
         contract=contract,
+        batching=batching,
     )
     tmp = bundle_dir / MANIFEST_TMP
     tmp.write_bytes(manifest.to_json())
@@ -104,7 +106,7 @@ def manifest_for_directory(
 ) -> Manifest:
     """Build the manifest to publish ``directory`` as ``version``.
 
-    Labels, preprocess, contract and metrics come from a local modelapp.json if present (files, digests,
+    Labels, preprocess, batching, contract and metrics come from a local modelapp.json if present (files, digests,
     version and created are always recomputed); ``metrics`` overrides or adds to its metrics. The name
     defaults to the local manifest's, then to the directory name; the contract to contract.json if present.
     """
@@ -125,4 +127,5 @@ def manifest_for_directory(
         labels=template.get("labels"),
         preprocess=template.get("preprocess"),
         contract=contract,
+        batching=template.get("batching"),
     )

@@ -65,6 +65,21 @@ class Preprocess(BaseModel):
         return 1 if self.color == "grayscale" else 3
 
 
+class Batching(BaseModel):
+    """Adaptive batching: the scorer runs concurrent requests for this model as one onnxruntime call.
+
+    Only honoured for models whose first (batch) dimension is dynamic on every input and output; the
+    scorer's ``SCORING_BATCH_MAX_SIZE`` / ``SCORING_BATCH_MAX_DELAY_MS`` override it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    max_batch_size: int = Field(alias="maxBatchSize", ge=1, le=65536)
+    """Rows per onnxruntime call at most; a batch this full runs at once. 1 turns batching off."""
+    max_delay_ms: float = Field(default=2.0, alias="maxDelayMs", ge=0, le=1000)
+    """Longest a request waits for others to join its batch."""
+
+
 class Manifest(BaseModel):
     """The ``modelapp.json`` of one version; build with ``build_manifest`` or ``Manifest.parse``."""
 
@@ -81,6 +96,7 @@ class Manifest(BaseModel):
     labels: list[str] | None = None
     preprocess: Preprocess | None = None
     contract: str | None = None
+    batching: Batching | None = None
 
     @field_validator("schema_version")
     @classmethod
@@ -172,6 +188,7 @@ def build_manifest(
     labels: list[str] | None = None,
     preprocess: Preprocess | Mapping[str, Any] | None = None,
     contract: str | None = None,
+    batching: Batching | Mapping[str, Any] | None = None,
 ) -> Manifest:
     """The manifest of ``files``; ``created`` must carry a timezone and is written in UTC, to the second."""
     if created.tzinfo is None:
@@ -187,6 +204,7 @@ def build_manifest(
         "labels": labels,
         "preprocess": dict(preprocess) if isinstance(preprocess, Mapping) else preprocess,
         "contract": contract,
+        "batching": dict(batching) if isinstance(batching, Mapping) else batching,
     }
     try:
         return Manifest.model_validate(raw)

@@ -10,6 +10,8 @@ LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -31,7 +33,8 @@ class Metrics:
         )
         self.inference_latency = Histogram(
             "scoring_inference_duration_seconds",
-            "Time spent inside onnxruntime, by model and version.",
+            "Time spent inside onnxruntime, by model and version (one observation per run: with adaptive "
+            "batching, per batch).",
             ["model", "version"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
@@ -40,6 +43,19 @@ class Metrics:
             "scoring_inference_failures",
             "Requests that passed validation against the model's signature but that onnxruntime failed to run "
             "(answered 400): a model that fails on well-formed inputs shows here; the canary analysis counts them.",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.batch_rows = Histogram(
+            "scoring_batch_rows",
+            "Rows per onnxruntime run of a model served with adaptive batching, by model and version.",
+            ["model", "version"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_fallbacks = Counter(
+            "scoring_batch_fallbacks",
+            "Batched runs that failed and whose requests were then run one at a time.",
             ["model", "version"],
             registry=self.registry,
         )

@@ -19,6 +19,7 @@ from modelapp_bundle import (
     verify_bundle,
 )
 
+from scoring_service.batching import Batcher, resolve_config, unbatchable
 from scoring_service.errors import ModelNotReady, NotFound
 from scoring_service.metrics import Metrics
 from scoring_service.preprocess import validate_spec
@@ -45,6 +46,8 @@ class ServedModel:
     proba_output: str | None = None
     """Output holding one probability per label, when the manifest has `labels`."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    batcher: Batcher | None = None
+    """Set when the model is served with adaptive batching: its runs go through it."""
 
     @property
     def ready(self) -> bool:
@@ -128,6 +131,7 @@ class ModelRepository:
                 raise BundleError(f"{path}: onnxruntime cannot load {MODEL_FILE}: {exc}") from None
             self._configure(served)
             self._warm_up(served)
+            self._batching(served)
         except BundleError as exc:
             return self._failed(name, version, path, str(exc))
         except ValueError as exc:
@@ -184,6 +188,55 @@ class ModelRepository:
             log.warning(
                 "warm-up inference failed (model still served): %s", exc, extra={"model": served.name}
             )
+
+    def _batching(self, served: ServedModel) -> None:
+        """Start a batcher if the manifest or the settings ask for one and the model allows it."""
+        model = served.model
+        assert model is not None
+        manifest = served.bundle.manifest if served.bundle else None
+        settings = self.settings
+        config = resolve_config(
+            manifest.batching if manifest else None, settings.batch_max_size, settings.batch_max_delay_ms
+        )
+        if config is None:
+            return
+        reason = unbatchable(model)
+        if reason is not None:
+            log.warning(
+                "adaptive batching refused, the model is served unbatched: %s", reason,
+                extra={"model": served.name, "version": served.version},
+            )  # fmt: skip
+            return
+        labels = (served.name, served.version)
+        rows, latency = (
+            self.metrics.batch_rows.labels(*labels),
+            self.metrics.inference_latency.labels(*labels),
+        )
+        fallbacks = self.metrics.batch_fallbacks.labels(*labels)
+
+        def observe(n: int, seconds: float) -> None:
+            rows.observe(n)
+            latency.observe(seconds)
+
+        # The first run at full size sizes onnxruntime's arenas: pay it now, not on a user's batch.
+        feeds = {k: v.repeat(config.max_size, axis=0) for k, v in model.example_feeds().items()}
+        try:
+            model.run(feeds)
+        except Exception as exc:
+            log.warning("batched warm-up inference failed: %s", exc, extra={"model": served.name})
+        served.batcher = Batcher(
+            model, config, observe, name=f"{served.name}-{served.version}", on_fallback=fallbacks.inc
+        )
+        log.info(
+            "adaptive batching on", extra={"model": served.name, "version": served.version,
+                                           "max_batch_size": config.max_size, "max_delay_ms": config.max_delay * 1000},
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the batchers: requests still waiting in one get 503."""
+        for served in self.all():
+            if served.batcher is not None:
+                served.batcher.close()
 
     # -- lookups (hot path) ------------------------------------------------------------------
 

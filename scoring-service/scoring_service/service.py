@@ -177,6 +177,7 @@ class DataPlane:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
+        self.repo.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- inference ---------------------------------------------------------------------------
@@ -223,6 +224,8 @@ class DataPlane:
     ) -> tuple[P, Results]:
         """In a worker thread: parse (`prepare(inline=False)`) and run, one hand-off for both."""
         request = prepare(False)
+        if served.batcher is not None:  # it records the inference time, once per batch
+            return request, served.batcher.run(request.feeds, request.outputs)
         start = time.perf_counter()
         results = model.run(request.feeds, request.outputs)
         self._observe_inference(served, time.perf_counter() - start)
@@ -259,6 +262,8 @@ class DataPlane:
         count: int,
         outputs: list[str],
     ) -> Results:
+        if served.batcher is not None:  # it records the inference time, once per batch
+            return await served.batcher.run_async(feeds, outputs)
         start = time.perf_counter()
         if count <= self._inline_max:
             results = model.run(feeds, outputs)

@@ -121,6 +121,16 @@ class Settings(BaseSettings):
     beyond the datatype (1e39 as FP32 is inf, 70000 as FP16) and NaN or inf bit patterns in binary data,
     which most models would turn into NaN outputs without a word."""
 
+    batch_max_size: int | None = Field(default=None, ge=0)
+    """Adaptive batching for every model, overriding the manifests' `batching.maxBatchSize`: at most
+    this many rows per onnxruntime run; 0 or 1 turns batching off for every model. Unset: each model's
+    manifest decides (no `batching` block: off). Models whose first dimension is not dynamic on every
+    input and output are never batched (a log line says so)."""
+
+    batch_max_delay_ms: float | None = Field(default=None, ge=0, le=1000)
+    """Longest a request waits for others to join its batch, overriding the manifests' `maxDelayMs`.
+    Unset: the manifest's, or 2 ms when batching comes from `batch_max_size` alone."""
+
     default_model: str | None = None
     """Model used by `/score` and `/version`; defaults to the only (or first by name) model."""
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 from modelapp_bundle import (
+    Batching,
     ChecksumMismatch,
     FileEntry,
     Manifest,
@@ -157,6 +158,38 @@ def test_preprocess_is_typed_and_written_as_given() -> None:
 def test_preprocess_refusals_say_what_is_wrong(preprocess: dict[str, object], fragment: str) -> None:
     with pytest.raises(ManifestError, match=r"^invalid manifest: ") as info:
         Manifest.parse(orjson.dumps(_manifest(preprocess=preprocess)))
+    assert fragment in str(info.value)
+
+
+def test_batching_is_typed_camel_case_and_written_as_given() -> None:
+    manifest = Manifest.parse(orjson.dumps(_manifest(batching={"maxBatchSize": 32, "maxDelayMs": 2})))
+    assert manifest.batching == Batching(max_batch_size=32, max_delay_ms=2.0)
+    assert orjson.loads(manifest.to_json())["batching"] == {"maxBatchSize": 32, "maxDelayMs": 2.0}
+    assert Manifest.parse(orjson.dumps(_manifest(batching={"maxBatchSize": 8}))).batching == Batching(
+        max_batch_size=8, max_delay_ms=2.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("batching", "fragment"),
+    [
+        ({"maxDelayMs": 2}, "batching.maxBatchSize: Field required"),
+        ({"maxBatchSize": 0}, "batching.maxBatchSize: Input should be greater than or equal to 1"),
+        (
+            {"maxBatchSize": 8, "maxDelayMs": -1},
+            "batching.maxDelayMs: Input should be greater than or equal to 0",
+        ),
+        (
+            {"maxBatchSize": 8, "maxDelayMs": 5000},
+            "batching.maxDelayMs: Input should be less than or equal to 1000",
+        ),
+        ({"maxBatchSize": 8, "maxDelay": 2}, "batching.maxDelay: Extra inputs are not permitted"),
+        ({"maxBatchSize": "lots"}, "batching.maxBatchSize: Input should be a valid integer"),
+    ],
+)
+def test_batching_refusals_say_what_is_wrong(batching: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ManifestError, match=r"^invalid manifest: ") as info:
+        Manifest.parse(orjson.dumps(_manifest(batching=batching)))
     assert fragment in str(info.value)
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 OPSET = [helper.make_opsetid("", 17)]
@@ -109,3 +110,84 @@ def png(pixels: list[list[int]], mode: str = "L") -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+# -- models for adaptive batching ------------------------------------------------------------------
+
+GATHER_TABLE = np.arange(12, dtype=np.float32).reshape(4, 3)
+
+
+def gather_model() -> onnx.ModelProto:
+    """idx INT64 [N] -> rows of a 4x3 table, FP32 [N, 3]; an index outside 0..3 makes onnxruntime fail."""
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "idx"], ["rows"], axis=0)],
+        "gather",
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, ["N"])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor("table", TensorProto.FLOAT, [4, 3], GATHER_TABLE.reshape(-1).tolist())],
+    )
+    return helper.make_model(graph, opset_imports=OPSET, ir_version=9)
+
+
+def relu_model() -> onnx.ModelProto:
+    """x FP32 [N, D] -> relu FP32 [N, D] and neg FP32 [N, D]: any width, two outputs."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["relu"]), helper.make_node("Neg", ["x"], ["neg"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "D"])],
+        [
+            helper.make_tensor_value_info("relu", TensorProto.FLOAT, ["N", "D"]),
+            helper.make_tensor_value_info("neg", TensorProto.FLOAT, ["N", "D"]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=OPSET, ir_version=9)
+
+
+def column_sum_model() -> onnx.ModelProto:
+    """x FP32 [N, 3] -> the sum over rows, declared [M, 3]: a dynamic first dimension without batch semantics."""
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [0])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["total"], keepdims=1)],
+        "column_sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, ["M", 3])],
+        [axes],
+    )
+    return helper.make_model(graph, opset_imports=OPSET, ir_version=9)
+
+
+def fixed_batch_model() -> onnx.ModelProto:
+    """x FP32 [1, 3] -> y FP32 [1, 3]: a batch dimension fixed at 1, which cannot be batched."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "fixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )
+    return helper.make_model(graph, opset_imports=OPSET, ir_version=9)
+
+
+def mlp_model(dims: tuple[int, ...] = (16, 32, 4), seed: int = 0) -> onnx.ModelProto:
+    """x FP32 [N, dims[0]] -> y FP32 [N, dims[-1]]: MatMul+Add layers with Relu between, random weights."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, prev = [], [], "x"
+    for i, (a, b) in enumerate(itertools.pairwise(dims)):
+        w = (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32)
+        bias = (rng.standard_normal(b) * 0.1).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"W{i}"), numpy_helper.from_array(bias, f"B{i}")]
+        out = "y" if i == len(dims) - 2 else f"h{i}"
+        nodes += [
+            helper.make_node("MatMul", [prev, f"W{i}"], [f"m{i}"]),
+            helper.make_node("Add", [f"m{i}", f"B{i}"], [out]),
+        ]
+        if out != "y":
+            nodes.append(helper.make_node("Relu", [out], [f"r{i}"]))
+            prev = f"r{i}"
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", dims[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", dims[-1]])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=OPSET, ir_version=9)
