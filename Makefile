@@ -71,6 +71,10 @@ chart-check: tools ## helm lint the chart; check its CRDs and docs/crd-reference
 docs: install ## Regenerate docs/crd-reference.md from the CRD schema
 	$(PY) hack/crd_docs.py
 
+.PHONY: proto
+proto: install ## Regenerate the scorer's protobuf modules from scoring_service/proto/grpc_predict_v2.proto
+	bash hack/gen-proto.sh
+
 .PHONY: test-e2e
 test-e2e: install tools ## The chart's e2e tests on the test bed (helm, RBAC, the operator with the chart's identity)
 	$(VENV)/bin/pytest -m e2e tests/e2e $(PYTEST_ARGS)
