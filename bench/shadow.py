@@ -62,6 +62,7 @@ def start_scorer(
     env = {
         **os.environ,
         "SCORING_METRICS_PORT": str(metrics_port),
+        "SCORING_GRPC_PORT": "0",  # two scorers on one host: off rather than both on 8081
         "SCORING_SHADOW_CONFIG": str(shadow_file),
         "SCORING_SHADOW_RELOAD_SECONDS": str(RELOAD),
         "SCORING_LOG_FORMAT": "text",
