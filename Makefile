@@ -87,6 +87,10 @@ test: install tools lint chart-check ## Lint, then every test: unit, integration
 bench-scorer: install ## Scorer vs MLServer vs a bare ASGI endpoint (wrk, pinned cores)
 	$(PY) bench/scorer/run.py
 
+.PHONY: bench-grpc
+bench-grpc: install ## The scorer's gRPC vs REST: 1-row req/s and CPU per request, 1x3x224x224 binary latency
+	$(PY) bench/grpc_rest.py
+
 .PHONY: bench-operator
 bench-operator: install tools ## N = 100 and 1000 ModelApps on one container vs a no-op kopf operator
 	$(PY) bench/operator_scale.py
