@@ -71,6 +71,10 @@ chart-check: tools ## helm lint the chart; check its CRDs and docs/crd-reference
 docs: install ## Regenerate docs/crd-reference.md from the CRD schema
 	$(PY) hack/crd_docs.py
 
+.PHONY: proto
+proto: install ## Regenerate the scorer's protobuf modules from scoring_service/proto/grpc_predict_v2.proto
+	bash hack/gen-proto.sh
+
 .PHONY: test-e2e
 test-e2e: install tools ## The chart's e2e tests on the test bed (helm, RBAC, the operator with the chart's identity)
 	$(VENV)/bin/pytest -m e2e tests/e2e $(PYTEST_ARGS)
@@ -82,6 +86,10 @@ test: install tools lint chart-check ## Lint, then every test: unit, integration
 .PHONY: bench-scorer
 bench-scorer: install ## Scorer vs MLServer vs a bare ASGI endpoint (wrk, pinned cores)
 	$(PY) bench/scorer/run.py
+
+.PHONY: bench-grpc
+bench-grpc: install ## The scorer's gRPC vs REST: 1-row req/s and CPU per request, 1x3x224x224 binary latency
+	$(PY) bench/grpc_rest.py
 
 .PHONY: bench-operator
 bench-operator: install tools ## N = 100 and 1000 ModelApps on one container vs a no-op kopf operator

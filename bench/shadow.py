@@ -62,6 +62,7 @@ def start_scorer(
     env = {
         **os.environ,
         "SCORING_METRICS_PORT": str(metrics_port),
+        "SCORING_GRPC_PORT": "0",  # two scorers on one host: off rather than both on 8081
         "SCORING_SHADOW_CONFIG": str(shadow_file),
         "SCORING_SHADOW_RELOAD_SECONDS": str(RELOAD),
         "SCORING_LOG_FORMAT": "text",
@@ -71,15 +72,20 @@ def start_scorer(
     process = subprocess.Popen(
         command, env=env, stdout=(WORK / f"{name}.log").open("wb"), stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 60
+    wait_ready(process, port, WORK / f"{name}.log")
+    return process, port, metrics_port
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, log_path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as r:
                 if r.status == 200:
-                    return process, port, metrics_port
+                    return
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{name} did not start: see {WORK / f'{name}.log'}") from None
+                raise SystemExit(f"the scorer did not start: see {log_path}") from None
             time.sleep(0.1)
 
 

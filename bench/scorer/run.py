@@ -297,7 +297,7 @@ def main() -> int:
         port = free_port()
         ours = Running(
             [str(VENV_BIN / "scoring-service"), "serve", "--model-dir", str(bundle), "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "1"],
+             "--port", str(port), "--workers", "1", "--grpc-port", "0"],
             {"SCORING_LOG_LEVEL": "warning"}, f"http://127.0.0.1:{port}/v2/health/ready", args.server_core, "scorer",
         )  # fmt: skip
         servers.append(("scoring-service", ours, f"http://127.0.0.1:{port}/v2/models/diabetes/infer"))
@@ -371,7 +371,7 @@ def compare_encodings(wrk: str, image_bundle: Path, args: argparse.Namespace) ->
     port = free_port()
     server = Running(
         [str(VENV_BIN / "scoring-service"), "serve", "--model-dir", str(image_bundle), "--host", "127.0.0.1",
-         "--port", str(port)],
+         "--port", str(port), "--grpc-port", "0"],
         {"SCORING_LOG_LEVEL": "warning"}, f"http://127.0.0.1:{port}/v2/health/ready", args.server_core, "image",
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/v2/models/image/infer"

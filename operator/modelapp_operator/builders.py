@@ -36,9 +36,13 @@ MODELS_DIR = "/models"
 # How long a terminating serving pod goes on answering before the scorer is told to stop.
 PRE_STOP_SECONDS = 5
 HTTP_PORT_NAME = "http"
-SERVICE_PORT = 80  # the app's Service (and the shadow's) answer on port 80# The scorer's operations port (/metrics, /docs): never the serving port, so the Service does not expose it.
+SERVICE_PORT = 80  # the app's Service (and the shadow's) answer on port 80
+# The scorer's operations port (/metrics, /docs): never the serving port, so the Service does not expose it.
 METRICS_PORT_NAME = "metrics"
 METRICS_PORT = 8082
+# The scorer's gRPC API (inference.GRPCInferenceService) and grpc.health.v1; the Service exposes it as is.
+GRPC_PORT_NAME = "grpc"
+GRPC_PORT = 8081
 FETCH_CONTAINER = "fetch-model"
 # The scorer's default SCORING_SHADOW_CONFIG is shadow.json in this directory.
 SHADOW_DIR = "/etc/modelapp/shadow"
@@ -164,6 +168,14 @@ def metrics_port(spec: AppSpec) -> int:
     return METRICS_PORT if spec.port != METRICS_PORT else METRICS_PORT + 1
 
 
+def grpc_port(spec: AppSpec) -> int:
+    """The scorer's default gRPC port, or the next one that is neither the serving nor the operations port."""
+    port = GRPC_PORT
+    while port in (spec.port, metrics_port(spec)):
+        port += 1
+    return port
+
+
 def _scorer(spec: AppSpec, image: str) -> dict[str, Any]:
     probe_port = HTTP_PORT_NAME
     scorer: dict[str, Any] = {
@@ -172,11 +184,12 @@ def _scorer(spec: AppSpec, image: str) -> dict[str, Any]:
         "args": [
             "serve",
             *("--model-dir", MODELS_DIR, "--host", "0.0.0.0", "--port", str(spec.port)),
-            *("--metrics-port", str(metrics_port(spec))),
+            *("--metrics-port", str(metrics_port(spec)), "--grpc-port", str(grpc_port(spec))),
         ],
         **app_env(spec),
         "ports": [
             {"name": HTTP_PORT_NAME, "containerPort": spec.port, "protocol": "TCP"},
+            {"name": GRPC_PORT_NAME, "containerPort": grpc_port(spec), "protocol": "TCP"},
             {"name": METRICS_PORT_NAME, "containerPort": metrics_port(spec), "protocol": "TCP"},
         ],
         "readinessProbe": {
@@ -365,7 +378,8 @@ def build_service(app: dict[str, Any], spec: AppSpec) -> dict[str, Any]:
             "type": "ClusterIP",
             "selector": selector_labels(name),
             "ports": [
-                {"name": "http", "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}
+                {"name": "http", "port": SERVICE_PORT, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"},
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": GRPC_PORT_NAME, "protocol": "TCP"},
             ],
         },
     }

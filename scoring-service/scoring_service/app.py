@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scoring_service import __version__
 from scoring_service.errors import ScoringError
+from scoring_service.grpc_server import GrpcServer
 from scoring_service.metrics import CONTENT_TYPE, Metrics
 from scoring_service.repository import ModelRepository
 from scoring_service.routes import INFER_PATH, fast_infer, router
@@ -29,6 +30,9 @@ from scoring_service.settings import Settings, get_settings
 from scoring_service.shadow import Shadow
 
 log = logging.getLogger(__name__)
+
+GRPC_GRACE_SECONDS = 10.0
+"""Seconds gRPC calls in progress get at shutdown (uvicorn has given REST ones theirs by then)."""
 
 
 def _error(status: int, message: str) -> Response:
@@ -67,14 +71,13 @@ class ScoringApp(FastAPI):
 
     Requests that came in on the operations port go to `ops` instead (one uvicorn server listens on
     both sockets, so that `--workers` shares them as it shares the serving socket). POST requests
-    (inference) beyond `max_busy` in progress get an immediate 503: a flood queues nowhere, and
-    health, metadata and the operations port are never turned away.
+    (inference) beyond the data plane's `max_busy` in progress, gRPC ones included, get an immediate
+    503: a flood queues nowhere, and health, metadata and the operations port are never turned away.
     """
 
     ops: ASGIApp | None = None
     ops_port: int = -1
-    busy: int = 0
-    max_busy: int = 1
+    plane: DataPlane
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -84,30 +87,29 @@ class ScoringApp(FastAPI):
                 await self.ops(scope, receive, send)
                 return
             if scope["method"] == "POST":
-                if self.busy >= self.max_busy:
-                    await _send_busy(send, self.busy)
+                plane = self.plane
+                if plane.busy >= plane.max_busy:
+                    await _send_json(send, 503, orjson.dumps({"error": plane.overloaded().message}), RETRY)
                     return
-                self.busy += 1
+                plane.busy += 1
                 try:
                     match = INFER_PATH.fullmatch(scope["path"])
                     if match is None:
                         await super().__call__(scope, receive, send)
                         return
                     try:
-                        await fast_infer(self.state.dataplane, scope, receive, send, match)
+                        await fast_infer(plane, scope, receive, send, match)
                     except Exception:
                         # Outside FastAPI's error middleware: keep its contract (log, 500, JSON body).
                         log.exception("unhandled error on POST %s", scope["path"])
                         await _send_json(send, 500, b'{"error":"internal error"}')
                 finally:
-                    self.busy -= 1
+                    plane.busy -= 1
                 return
         await super().__call__(scope, receive, send)
 
 
-async def _send_busy(send: Send, busy: int) -> None:
-    body = orjson.dumps({"error": f"server busy: {busy} inference requests in progress; retry later"})
-    await _send_json(send, 503, body, [(b"retry-after", b"1")])
+RETRY = [(b"retry-after", b"1")]
 
 
 async def _send_json(
@@ -141,17 +143,22 @@ def create_ops_app(serving: FastAPI, metrics: Metrics) -> Starlette:
     return Starlette(routes=routes, exception_handlers={StarletteHTTPException: _http_error})
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, serve_grpc: bool = False) -> FastAPI:
+    """The app; with `serve_grpc` (`serve` only: tests and `smoke` bind nothing) its lifespan also runs
+    the gRPC server on `settings.grpc_port`, unless that is 0."""
     settings = settings or get_settings()
     metrics = Metrics()
     repository = ModelRepository(settings, metrics)
     dataplane = DataPlane(settings, repository, metrics)
     shadow = Shadow(settings, metrics, dataplane)
+    grpc_server = GrpcServer(settings, dataplane) if serve_grpc and settings.grpc_port else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in a thread: hashing and session creation block, and the loop should stay responsive.
         await anyio.to_thread.run_sync(repository.load_all)
+        if grpc_server is not None:
+            await grpc_server.start()  # after loading: its health service says whether the models are ready
         # Everything alive now (imports, sessions, metadata) lives as long as the process: freeze it
         # out of the collector's generations so collections during requests stay short (p99).
         gc.collect()
@@ -163,6 +170,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await shadow.start()
         yield
         await shadow.stop()
+        if grpc_server is not None:
+            await grpc_server.stop(GRPC_GRACE_SECONDS)
         dataplane.close()
 
     app = ScoringApp(
@@ -176,7 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if settings.metrics_port:
         app.ops, app.ops_port = create_ops_app(app, metrics), settings.metrics_port
-    app.max_busy = settings.max_concurrent_requests
+    app.plane = dataplane
     app.state.settings = settings
     app.state.dataplane = dataplane
     app.state.shadow = shadow
@@ -195,4 +204,4 @@ def app_from_env() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    return create_app(settings, serve_grpc=True)

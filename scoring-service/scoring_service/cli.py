@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (SCORING_PORT)")
     serve.add_argument("--workers", type=int, help="worker processes (SCORING_WORKERS)")
     serve.add_argument(
+        "--grpc-port", type=int, help="port of the gRPC API and gRPC health; 0: off (SCORING_GRPC_PORT)"
+    )
+    serve.add_argument(
         "--metrics-port",
         type=int,
         help="port of /metrics, /docs, /openapi.json; 0: off (SCORING_METRICS_PORT)",
@@ -37,7 +40,8 @@ def _overrides(args: argparse.Namespace, *names: str) -> dict[str, object]:
 def serve(args: argparse.Namespace) -> int:
     from scoring_service.server import run
 
-    settings = Settings(**_overrides(args, "model_dir", "host", "port", "workers", "metrics_port"))  # type: ignore[arg-type]
+    names = ("model_dir", "host", "port", "workers", "grpc_port", "metrics_port")
+    settings = Settings(**_overrides(args, *names))  # type: ignore[arg-type]
     configure_logging(settings.log_level, settings.log_format)
     return run(settings)
 

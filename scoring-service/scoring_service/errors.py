@@ -49,6 +49,12 @@ class ModelNotReady(ScoringError):
     status_code = 503
 
 
+class Overloaded(ScoringError):
+    """`max_concurrent_requests` inference requests are in progress: retry later."""
+
+    status_code = 503
+
+
 class InferenceFailed(ScoringError):
     """onnxruntime rejected inputs that passed our checks: still the client's input, so 400."""
 

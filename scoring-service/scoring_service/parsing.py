@@ -207,10 +207,7 @@ def decode_tensor(
     spec: TensorSpec, datatype: str, shape: list[int], data: Any, raw: memoryview | None, where: str
 ) -> npt.NDArray[Any]:
     """A tensor the model takes as it is: its datatype and shape must match the model's."""
-    if datatype != spec.datatype:
-        raise BadRequest(f"{where}: datatype {datatype} does not match the model's {spec.datatype}")
-    if not spec.accepts_shape(shape):
-        raise BadRequest(f"{where}: shape {shape} does not match the model's {list(spec.shape)}")
+    check_tensor(spec, datatype, shape, where)
     if raw is not None:
         arr = decode_binary_tensor(datatype, shape, raw, where)
     else:
@@ -218,6 +215,13 @@ def decode_tensor(
     if datatype == "BYTES":
         arr = as_text(arr, where)
     return arr
+
+
+def check_tensor(spec: TensorSpec, datatype: str, shape: list[int], where: str) -> None:
+    if datatype != spec.datatype:
+        raise BadRequest(f"{where}: datatype {datatype} does not match the model's {spec.datatype}")
+    if not spec.accepts_shape(shape):
+        raise BadRequest(f"{where}: shape {shape} does not match the model's {list(spec.shape)}")
 
 
 def check_complete(

@@ -131,7 +131,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     if settings.workers == 1:
         from scoring_service.app import create_app
 
-        app: object = create_app(settings)
+        app: object = create_app(settings, serve_grpc=True)
     else:
         app = "scoring_service.app:app_from_env"  # each worker builds its app from SCORING_* variables
     return ScorerConfig(
@@ -175,7 +175,7 @@ def run(settings: Settings) -> int:
         sockets.append(bind(settings.host, settings.metrics_port))
     if settings.workers > 1:
         # Workers rebuild settings from the environment: pass every value `serve` may have overridden.
-        for name in ("model_dir", "host", "port", "workers", "metrics_port"):
+        for name in ("model_dir", "host", "port", "workers", "grpc_port", "metrics_port"):
             os.environ[f"SCORING_{name.upper()}"] = str(getattr(settings, name))
         Multiprocess(config, sockets=sockets).run()
         return 0

@@ -22,7 +22,7 @@ from scoring_service.codecs import (
     decode_json_tensor,
     json_data,
 )
-from scoring_service.errors import BadRequest, InferenceFailed, ScoringError
+from scoring_service.errors import BadRequest, InferenceFailed, Overloaded, ScoringError
 from scoring_service.metrics import Metrics
 from scoring_service.parsing import (
     NO_IMAGES,
@@ -51,10 +51,12 @@ class Prepared(Protocol):
     """A request parsed and checked, ready for the model."""
 
     feeds: dict[str, npt.NDArray[Any]]
+    count: int
     outputs: list[str]
 
 
 P = TypeVar("P", bound=Prepared)
+R = TypeVar("R")
 
 
 @dataclass(slots=True)
@@ -110,7 +112,7 @@ class DataPlane:
         self.body_limit = settings.max_request_bytes
         self.json_body_limit = min(settings.max_request_bytes, settings.max_json_bytes)
         """Bodies without binary tensor data are all JSON, held to the JSON budget as they are read."""
-        self._limits = Limits(
+        self.limits = Limits(
             allow_non_finite=settings.allow_non_finite, max_json_bytes=settings.max_json_bytes
         )
         self._image_limits = ImageLimits(
@@ -122,6 +124,9 @@ class DataPlane:
         # here are few and bounded (loaded models x endpoints x codes), so resolve each once.
         self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         self._inference_children: dict[tuple[str, str], Any] = {}
+        self.busy = 0
+        """Inference requests in progress, over every transport (REST and gRPC)."""
+        self.max_busy = settings.max_concurrent_requests
         self.mirror: Mirror | None = None
         """Set while shadow mirroring is on; the routes hand it each infer request answered 2xx."""
 
@@ -137,15 +142,23 @@ class DataPlane:
             body["reasons"] = self.repo.errors or ["models are loading"]
         return Reply(200 if ready else 503, dumps(body))
 
-    def server_metadata(self) -> Reply:
-        return Reply(
-            200, dumps({"name": self.settings.server_name, "version": __version__, "extensions": EXTENSIONS})
-        )
+    def overloaded(self) -> Overloaded:
+        """The error for one inference request more than `max_busy` (the caller checks `busy`)."""
+        return Overloaded(f"server busy: {self.busy} inference requests in progress; retry later")
 
-    def model_metadata(self, name: str, version: str | None) -> Reply:
+    def server_info(self) -> dict[str, Any]:
+        return {"name": self.settings.server_name, "version": __version__, "extensions": EXTENSIONS}
+
+    def server_metadata(self) -> Reply:
+        return Reply(200, dumps(self.server_info()))
+
+    def model_info(self, name: str, version: str | None) -> dict[str, Any]:
         served = self.repo.get(name, version)
         served.require()
-        return Reply(200, dumps(served.metadata))
+        return served.metadata
+
+    def model_metadata(self, name: str, version: str | None) -> Reply:
+        return Reply(200, dumps(self.model_info(name, version)))
 
     def model_ready(self, name: str, version: str | None) -> Reply:
         served = self.repo.get(name, version)
@@ -182,42 +195,58 @@ class DataPlane:
 
     # -- inference ---------------------------------------------------------------------------
 
-    async def infer(self, name: str, version: str | None, body: bytes, header_length: int | None) -> Reply:
+    async def execute(
+        self,
+        endpoint: str,
+        find: Callable[[], ServedModel],
+        size: int,
+        parse: Callable[[ServedModel, OnnxModel, bool], P],
+        respond: Callable[[ServedModel, P, Results], R],
+    ) -> R:
+        """One inference request of any transport (REST infer, /score, gRPC): find the model, parse
+        (`parse(served, model, inline)`, on the loop when `size` is small), run, `respond`; count it
+        under `endpoint` with the HTTP status it maps to."""
         start = time.perf_counter()
         served: ServedModel | None = None
         try:
-            served = self.repo.get(name, version)
+            served = find()
             model = served.require()
-            request: InferRequest | None = None
-            if len(body) <= self._inline_max_bytes:  # small bodies parse faster than a thread hand-off
+            request: P | None = None
+            if size <= self._inline_max_bytes:  # small bodies parse faster than a thread hand-off
                 try:  # noqa: SIM105 (contextlib.suppress costs ~0.4 us on the hot path)
-                    request = parse_infer(
-                        model, body, header_length, self._image_inputs(served, True), self._limits
-                    )
+                    request = parse(served, model, True)
                 except _OffTheLoop:
                     pass
             if request is None:
-                prepare = partial(self._parse, served, model, body, header_length)
-                done: tuple[InferRequest, Results] = await self.offload(
-                    self._prepare_and_run, served, model, prepare
+                done: tuple[P, Results] = await self.offload(
+                    self._prepare_and_run, served, model, partial(parse, served, model)
                 )
                 request, results = done
             else:
                 results = await self._run(served, model, request.feeds, request.count, request.outputs)
-            reply = self._infer_reply(served, request, results)
+            response = respond(served, request, results)
         except ScoringError as exc:
-            self._observe(served, "infer", exc.status_code, start)
+            self._observe(served, endpoint, exc.status_code, start)
             if isinstance(exc, InferenceFailed) and served is not None:
                 self.metrics.inference_failures.labels(served.name, served.version).inc()
             raise
-        self._observe(served, "infer", 200, start)
-        return reply
+        self._observe(served, endpoint, 200, start)
+        return response
+
+    async def infer(self, name: str, version: str | None, body: bytes, header_length: int | None) -> Reply:
+        return await self.execute(
+            "infer",
+            partial(self.repo.get, name, version),
+            len(body),
+            partial(self._parse, body, header_length),
+            self._infer_reply,
+        )
 
     def _parse(
-        self, served: ServedModel, model: OnnxModel, body: bytes, header_length: int | None, inline: bool
+        self, body: bytes, header_length: int | None, served: ServedModel, model: OnnxModel, inline: bool
     ) -> InferRequest:
         """The checked request. On the event loop (`inline`), large images raise `_OffTheLoop`."""
-        return parse_infer(model, body, header_length, self._image_inputs(served, inline), self._limits)
+        return parse_infer(model, body, header_length, self.image_inputs(served, inline), self.limits)
 
     def _prepare_and_run(
         self, served: ServedModel, model: OnnxModel, prepare: Callable[[bool], P]
@@ -231,7 +260,7 @@ class DataPlane:
         self._observe_inference(served, time.perf_counter() - start)
         return request, results
 
-    def _image_inputs(self, served: ServedModel, inline: bool) -> Mapping[str, ImageDecoder]:
+    def image_inputs(self, served: ServedModel, inline: bool) -> Mapping[str, ImageDecoder]:
         if served.image_input is None:
             return NO_IMAGES
         return {served.image_input: partial(self._images, served, inline)}
@@ -319,37 +348,12 @@ class DataPlane:
     # -- the seeds' API ----------------------------------------------------------------------
 
     async def score(self, body: bytes) -> Reply:
-        start = time.perf_counter()
-        served: ServedModel | None = None
-        try:
-            served = self.repo.default()
-            model = served.require()
-            request: ScoreRequest | None = None
-            if len(body) <= self._inline_max_bytes:
-                try:  # noqa: SIM105 (as in infer)
-                    request = self._score_parse(served, model, body, True)
-                except _OffTheLoop:
-                    pass
-            if request is None:
-                prepare = partial(self._score_parse, served, model, body)
-                done: tuple[ScoreRequest, Results] = await self.offload(
-                    self._prepare_and_run, served, model, prepare
-                )
-                request, (result,) = done
-            else:
-                (result,) = await self._run(served, model, request.feeds, request.count, request.outputs)
-            reply = self._score_reply(served, result, request.top_k, start)
-        except ScoringError as exc:
-            self._observe(served, "score", exc.status_code, start)
-            if isinstance(exc, InferenceFailed) and served is not None:
-                self.metrics.inference_failures.labels(served.name, served.version).inc()
-            raise
-        self._observe(served, "score", 200, start)
-        return reply
+        reply = partial(self._score_reply, time.perf_counter())
+        return await self.execute("score", self.repo.default, len(body), partial(self._score_parse, body), reply)
 
-    def _score_parse(self, served: ServedModel, model: OnnxModel, body: bytes, inline: bool) -> ScoreRequest:
+    def _score_parse(self, body: bytes, served: ServedModel, model: OnnxModel, inline: bool) -> ScoreRequest:
         """The checked request. On the event loop (`inline`), large images raise `_OffTheLoop`."""
-        request = load_json(body, self._limits.max_json_bytes)
+        request = load_json(body, self.limits.max_json_bytes)
         if type(request) is not dict or not ("data" in request or "input" in request):
             raise BadRequest('request must be {"data": [[...]]} or {"input": ...}')
         payload = request["data"] if "data" in request else request["input"]
@@ -380,7 +384,7 @@ class DataPlane:
             arr = as_text(arr, "data")
         else:
             arr = coerce_array(spec.datatype, payload, "data")
-            if arr.dtype.kind == "f" and not self._limits.allow_non_finite:
+            if arr.dtype.kind == "f" and not self.limits.allow_non_finite:
                 check_finite(arr, "data")
         if arr.ndim == len(spec.shape) - 1:
             arr = arr[None, ...]  # one sample without the batch dimension
@@ -388,7 +392,8 @@ class DataPlane:
             raise BadRequest(f"data has shape {list(arr.shape)}; the model expects {list(spec.shape)}")
         return arr
 
-    def _score_reply(self, served: ServedModel, result: npt.NDArray[Any], top_k: int, start: float) -> Reply:
+    def _score_reply(self, start: float, served: ServedModel, request: ScoreRequest, results: Results) -> Reply:
+        result, top_k = results[0], request.top_k
         labels = served.labels
         if labels is None:
             return Reply(200, dumps({"result": self._score_result(result)}))

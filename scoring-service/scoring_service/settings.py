@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     """Port `serve` listens on."""
 
+    grpc_port: int = Field(default=8081, ge=0, le=65535)
+    """Port of the Open Inference Protocol over gRPC (`inference.GRPCInferenceService`) and of the gRPC
+    health service (grpc.health.v1, for Kubernetes' gRPC probes); 0 turns them off. Same data plane,
+    limits and metrics as REST (endpoint label `grpc_infer`); `max_request_bytes` caps a message."""
+
     metrics_port: int = Field(default=8082, ge=0, le=65535)
     """Port of the operations endpoints: `/metrics`, `/docs`, `/openapi.json`; 0 turns them off.
 
@@ -170,6 +175,9 @@ class Settings(BaseSettings):
     def _ports_differ(self) -> Settings:
         if self.metrics_port and self.metrics_port == self.port:
             raise ValueError(f"metrics_port {self.metrics_port} is also the serving port; pick another, or 0")
+        if self.grpc_port and self.grpc_port in (self.port, self.metrics_port):
+            which = "serving" if self.grpc_port == self.port else "metrics"
+            raise ValueError(f"grpc_port {self.grpc_port} is also the {which} port; pick another, or 0")
         return self
 
 

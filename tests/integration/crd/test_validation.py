@@ -248,7 +248,7 @@ MISTAKES: list[tuple[str, Mutation, str]] = [
     (
         "env-operator-owned",
         _set("spec.serve.env", [{"name": "SCORING_PORT", "value": "9000"}]),
-        "SCORING_MODEL_DIR, SCORING_HOST, SCORING_PORT and SCORING_METRICS_PORT are set by the operator",
+        "SCORING_MODEL_DIR, SCORING_HOST, SCORING_PORT, SCORING_METRICS_PORT and SCORING_GRPC_PORT are set by the operator",
     ),
     (
         "env-value-and-from",

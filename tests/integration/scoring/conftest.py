@@ -52,6 +52,12 @@ class Server:
     log_path: Path
     metrics_url: str
     """The operations port: /metrics, /docs, /openapi.json."""
+    grpc_port: int = 0
+    """The gRPC API (`inference.GRPCInferenceService`) and grpc.health.v1."""
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -79,7 +85,7 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
     def start(
         model_dir: Path, *extra: str, wait_ready: bool = True, env: dict[str, str] | None = None
     ) -> Server:
-        port, metrics_port = free_port(), free_port()
+        port, metrics_port, grpc_port = free_port(), free_port(), free_port()
         log_path = tmp_path_factory.mktemp("server") / "server.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "scoring_service", "serve", "--model-dir", str(model_dir),
@@ -87,10 +93,10 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
             env={**os.environ, "SCORING_LOG_FORMAT": "json", "SCORING_METRICS_PORT": str(metrics_port),
-                 **(env or {})},
+                 "SCORING_GRPC_PORT": str(grpc_port), **(env or {})},
         )  # fmt: skip
         server = Server(
-            f"http://127.0.0.1:{port}", port, process, log_path, f"http://127.0.0.1:{metrics_port}"
+            f"http://127.0.0.1:{port}", port, process, log_path, f"http://127.0.0.1:{metrics_port}", grpc_port
         )
         servers.append(server)
         wait_until_up(server, need_ready=wait_ready)

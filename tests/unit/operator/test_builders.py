@@ -61,11 +61,12 @@ def test_pod_template_fetches_the_version_in_an_init_container() -> None:
     assert scorer["image"] == IMAGES.scorer
     assert scorer["args"] == [
         *("serve", "--model-dir", "/models", "--host", "0.0.0.0", "--port", "8080"),
-        *("--metrics-port", "8082"),
+        *("--metrics-port", "8082", "--grpc-port", "8081"),
     ]
     assert {"name": "models", "mountPath": "/models", "readOnly": True} in scorer["volumeMounts"]
     assert scorer["ports"] == [
         {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
         {"name": "metrics", "containerPort": 8082, "protocol": "TCP"},  # not the serving port
     ]
     assert t["metadata"]["annotations"][ANN_MODEL_VERSION] == "1.2.0"
@@ -82,7 +83,11 @@ def test_pod_template_model_name_and_port_follow_the_spec() -> None:
     assert scorer["ports"][0]["containerPort"] == 9000
     # An app that serves on the scorer's operations port moves the operations port aside.
     clash = _container(template_for("1.0.0", make_spec(port=8082)), "scorer")
-    assert clash["args"][-2:] == ["--metrics-port", "8083"]
+    assert clash["args"][-4:] == ["--metrics-port", "8083", "--grpc-port", "8081"]
+    # One that serves on the gRPC port moves the gRPC port past the operations port.
+    clash = _container(template_for("1.0.0", make_spec(port=8081)), "scorer")
+    assert clash["args"][-4:] == ["--metrics-port", "8082", "--grpc-port", "8083"]
+    assert [p["containerPort"] for p in clash["ports"]] == [8081, 8083, 8082]
 
 
 def test_baked_image_needs_no_init_container() -> None:
@@ -286,10 +291,13 @@ def test_service() -> None:
     assert svc["metadata"]["ownerReferences"][0]["uid"] == UID
     assert svc["spec"]["type"] == "ClusterIP"
     assert svc["spec"]["selector"] == {LABEL_MODELAPP: NAME, LABEL_COMPONENT: "server"}
-    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
-    # The Service targets the scorer's named port, whatever number the spec picks.
-    scorer = _container(template_for("1.0.0", make_spec(port=9000)), "scorer")
-    assert scorer["ports"][0]["name"] == svc["spec"]["ports"][0]["targetPort"]
+    assert svc["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP"},
+    ]
+    # The Service targets the scorer's named ports, whatever numbers the spec makes them.
+    scorer = _container(template_for("1.0.0", make_spec(port=8081)), "scorer")
+    assert [p["name"] for p in scorer["ports"][:2]] == [p["targetPort"] for p in svc["spec"]["ports"]]
 
 
 def test_pods_that_fetch_run_as_the_modelapps_own_identity() -> None:
