@@ -166,10 +166,12 @@ class Batcher:
         *,
         name: str = "model",
         on_fallback: Callable[[], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model, self.config, self._observe = model, config, observe
         self._on_fallback = on_fallback
+        self._on_wait = on_wait  # each request's seconds from arrival to its run's start
         self._clock = clock
         self._cond = threading.Condition()
         self._pending: list[Pending] = []
@@ -234,6 +236,10 @@ class Batcher:
                     if not batch:
                         self._cond.wait(wait)
                 self._pending_rows -= sum(r.rows for r in batch)
+            if self._on_wait is not None:
+                began = self._clock()
+                for request in batch:
+                    self._on_wait(began - request.arrived)
             try:
                 outcomes = self._execute(batch)
             except Exception as exc:  # never leave a caller waiting, never let the thread die

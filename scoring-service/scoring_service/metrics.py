@@ -53,6 +53,14 @@ class Metrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.batch_wait = Histogram(
+            "scoring_batch_wait_seconds",
+            "Time a request of a batched model waited for its batch's run to begin (forming, plus the run "
+            "ahead of it), by model and version.",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.batch_fallbacks = Counter(
             "scoring_batch_fallbacks",
             "Batched runs that failed and whose requests were then run one at a time.",

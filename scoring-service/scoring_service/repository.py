@@ -213,6 +213,7 @@ class ModelRepository:
             self.metrics.inference_latency.labels(*labels),
         )
         fallbacks = self.metrics.batch_fallbacks.labels(*labels)
+        waited = self.metrics.batch_wait.labels(*labels)
 
         def observe(n: int, seconds: float) -> None:
             rows.observe(n)
@@ -225,8 +226,9 @@ class ModelRepository:
         except Exception as exc:
             log.warning("batched warm-up inference failed: %s", exc, extra={"model": served.name})
         served.batcher = Batcher(
-            model, config, observe, name=f"{served.name}-{served.version}", on_fallback=fallbacks.inc
-        )
+            model, config, observe, name=f"{served.name}-{served.version}",
+            on_fallback=fallbacks.inc, on_wait=waited.observe,
+        )  # fmt: skip
         log.info(
             "adaptive batching on", extra={"model": served.name, "version": served.version,
                                            "max_batch_size": config.max_size, "max_delay_ms": config.max_delay * 1000},

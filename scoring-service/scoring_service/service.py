@@ -349,7 +349,9 @@ class DataPlane:
 
     async def score(self, body: bytes) -> Reply:
         reply = partial(self._score_reply, time.perf_counter())
-        return await self.execute("score", self.repo.default, len(body), partial(self._score_parse, body), reply)
+        return await self.execute(
+            "score", self.repo.default, len(body), partial(self._score_parse, body), reply
+        )
 
     def _score_parse(self, body: bytes, served: ServedModel, model: OnnxModel, inline: bool) -> ScoreRequest:
         """The checked request. On the event loop (`inline`), large images raise `_OffTheLoop`."""
@@ -392,7 +394,9 @@ class DataPlane:
             raise BadRequest(f"data has shape {list(arr.shape)}; the model expects {list(spec.shape)}")
         return arr
 
-    def _score_reply(self, start: float, served: ServedModel, request: ScoreRequest, results: Results) -> Reply:
+    def _score_reply(
+        self, start: float, served: ServedModel, request: ScoreRequest, results: Results
+    ) -> Reply:
         result, top_k = results[0], request.top_k
         labels = served.labels
         if labels is None:

@@ -154,6 +154,7 @@ def test_unbatchable_names_the_tensor_without_a_dynamic_first_dimension() -> Non
 class Recorder:
     def __init__(self) -> None:
         self.runs: list[int] = []
+        self.waits: list[float] = []
         self.fallbacks = 0
 
     def observe(self, n: int, _seconds: float) -> None:
@@ -174,6 +175,7 @@ def make_batcher() -> Iterator[Callable[..., tuple[Batcher, Recorder]]]:
             BatchConfig(max_size, max_delay),
             recorder.observe,
             on_fallback=recorder.fallback,
+            on_wait=recorder.waits.append,
         )
         made.append(batcher)
         return batcher, recorder
@@ -209,6 +211,8 @@ def test_a_lonely_request_waits_max_delay_and_no_longer(make_batcher: Callable[.
     assert 0.045 <= waited < 0.5, waited
     assert y.shape == (1, 4)
     assert recorder.runs == [1]
+    (wait,) = recorder.waits  # what scoring_batch_wait_seconds observes: the delay, not the run
+    assert 0.045 <= wait <= waited, (wait, waited)
 
 
 def test_max_size_cuts_batches_and_full_ones_do_not_wait(make_batcher: Callable[..., Any]) -> None:
@@ -220,6 +224,8 @@ def test_max_size_cuts_batches_and_full_ones_do_not_wait(make_batcher: Callable[
     for f in futures:
         f.result(timeout=2)
     assert recorder.runs == [4, 4]
+    assert len(recorder.waits) == 5
+    assert max(recorder.waits[-3:]) < 2  # full batches ran without waiting for the 30 s delay
 
 
 def test_shape_incompatible_requests_are_not_merged(make_batcher: Callable[..., Any]) -> None:
@@ -328,6 +334,7 @@ def test_the_manifest_turns_batching_on_where_the_model_allows(
     text = ops(client).get("/metrics").text
     assert 'scoring_batch_rows_count{model="mlp",version="1"} 1.0' in text
     assert 'scoring_batch_rows_sum{model="mlp",version="1"} 3.0' in text
+    assert 'scoring_batch_wait_seconds_count{model="mlp",version="1"} 1.0' in text
     assert 'scoring_inference_duration_seconds_count{model="mlp",version="1"} 1.0' in text
 
 
