@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,15 @@ from unit.scoring.scoring_models import (
 )
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def _switch_interval() -> Iterator[None]:
+    """Batchers lower the process's GIL switch interval: give the next tests Python's own back."""
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
+
 
 RNG = np.random.default_rng(7)
 
@@ -348,3 +358,15 @@ def test_settings_turn_batching_on_or_off_for_every_model(
     assert infer(on, "linear", np.ones((2, 3), np.float32)).json()["outputs"][0]["data"] == [2.5, 2.5]
     off = make_client(batching_dir, batch_max_size=0)
     assert all(m.batcher is None for m in off.app.state.dataplane.repo.all())  # type: ignore[attr-defined]
+
+
+def test_a_batcher_makes_the_gil_change_hands_within_a_quarter_of_its_delay(
+    make_batcher: Callable[..., Any],
+) -> None:
+    before = sys.getswitchinterval()
+    make_batcher(mlp_model(), max_delay=10.0)
+    assert sys.getswitchinterval() == before  # never raised
+    make_batcher(mlp_model(), max_delay=0.002)
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
+    make_batcher(mlp_model(), max_delay=0.0)
+    assert sys.getswitchinterval() == pytest.approx(0.0002)
