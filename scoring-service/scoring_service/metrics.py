@@ -46,6 +46,24 @@ class Metrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.load_failures = Counter(
+            "scoring_model_load_failures",
+            "Model bundles that failed to load (bad manifest, sha256 mismatch, invalid ONNX).",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.model_ready = Gauge(
+            "scoring_model_ready",
+            "1 if the model version is loaded and serving, else 0.",
+            ["model", "version"],
+            registry=self.registry,
+        )
+
+        self._add_batching_metrics()
+        self._add_shadow_metrics()
+
+    def _add_batching_metrics(self) -> None:
+        """Models served with adaptive batching (`batching.py`), by model and version."""
         self.batch_rows = Histogram(
             "scoring_batch_rows",
             "Rows per onnxruntime run of a model served with adaptive batching, by model and version.",
@@ -67,20 +85,6 @@ class Metrics:
             ["model", "version"],
             registry=self.registry,
         )
-        self.load_failures = Counter(
-            "scoring_model_load_failures",
-            "Model bundles that failed to load (bad manifest, sha256 mismatch, invalid ONNX).",
-            ["model", "version"],
-            registry=self.registry,
-        )
-        self.model_ready = Gauge(
-            "scoring_model_ready",
-            "1 if the model version is loaded and serving, else 0.",
-            ["model", "version"],
-            registry=self.registry,
-        )
-
-        self._add_shadow_metrics()
 
     def _add_shadow_metrics(self) -> None:
         """Mirroring to a candidate (`shadow.py`), by model, serving version and candidate version."""
