@@ -1,5 +1,6 @@
 """Story 2: the scorer image built by Kaniko serves in a pod; tritonclient on the host, through the
-Service, gets the predictions onnxruntime gives on the host for the same model."""
+Service, gets the predictions onnxruntime gives on the host for the same model, over REST and over
+gRPC; the kubelet's gRPC probe (grpc.health.v1) says when the pod is ready."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from realnode import RealNode, cluster_ip, restricted_container, wait_pod_ready
 from testbed import kubectl, wait_until
@@ -34,11 +36,13 @@ def _scorer_pod(image: str) -> dict[str, object]:
                     "name": "scorer",
                     "image": image,
                     "args": ["serve", "--model-dir", "/models", "--host", "0.0.0.0", "--port", "8080"],
-                    "ports": [{"name": "http", "containerPort": 8080}],
-                    "readinessProbe": {
-                        "httpGet": {"path": "/v2/health/ready", "port": "http"},
-                        "periodSeconds": 1,
-                    },
+                    "ports": [
+                        {"name": "http", "containerPort": 8080},
+                        {"name": "grpc", "containerPort": 8081},
+                    ],
+                    # The kubelet's own gRPC health check (grpc.health.v1, the server's overall status).
+                    "readinessProbe": {"grpc": {"port": 8081}, "periodSeconds": 1},
+                    "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}},
                     "securityContext": restricted_container(),
                     "volumeMounts": [
                         {"name": "bundle", "mountPath": "/models/diabetes", "readOnly": True},
@@ -62,7 +66,13 @@ def test_scorer_image_answers_tritonclient_through_its_service(
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "scorer"},
-        "spec": {"selector": {"app": "scorer"}, "ports": [{"port": 80, "targetPort": "http"}]},
+        "spec": {
+            "selector": {"app": "scorer"},
+            "ports": [
+                {"name": "http", "port": 80, "targetPort": "http"},
+                {"name": "grpc", "port": 8081, "targetPort": "grpc"},
+            ],
+        },
     }
     for body in (_scorer_pod(real_node.scorer_image), service):
         kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(body))
@@ -83,6 +93,14 @@ def test_scorer_image_answers_tritonclient_through_its_service(
     assert got is not None
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
     assert result.get_response()["model_version"] == "1.0.0"
+
+    grpc = grpcclient.InferenceServerClient(url=f"{cluster_ip(namespace, 'scorer')}:8081")
+    assert grpc.is_model_ready("diabetes")
+    raw = grpcclient.InferInput("input", list(rows.shape), "FP32")
+    raw.set_data_from_numpy(rows)
+    over_grpc = grpc.infer("diabetes", [raw])
+    np.testing.assert_allclose(over_grpc.as_numpy("variable"), expected, rtol=1e-6, atol=1e-6)
+    assert over_grpc.get_response().model_version == "1.0.0"
 
 
 def _ready(client: httpclient.InferenceServerClient) -> bool:
