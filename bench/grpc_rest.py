@@ -1,6 +1,6 @@
 """gRPC vs REST on one scorer process: 1-row requests, and a 1x3x224x224 FP32 tensor sent binary.
 
-    .venv/bin/python bench/grpc_rest.py [--duration 8] [--warmup 2] [--clients 8] [--rounds 2]
+    .venv/bin/python bench/grpc_rest.py [--duration 8] [--warmup 2] [--clients 8] [--channels 1] [--rounds 2]
 
 Starts one scorer (pinned to core 0) serving a 10-feature linear model and a GlobalAveragePool over
 [N, 3, 224, 224], and drives it from this process (core 1) with a fixed number of concurrent clients
@@ -8,14 +8,18 @@ for `--duration` seconds per arm, arms alternating `--rounds` times:
 
 - `rest-json`: the 1-row OIP JSON request over raw keep-alive HTTP/1.1, one connection per client;
 - `grpc-typed`, `grpc-raw`: the same row as `ModelInfer` with typed `fp32_contents` or with
-  `raw_input_contents`, `--clients` calls in flight on one HTTP/2 channel (pre-serialised bytes);
+  `raw_input_contents`, `--clients` calls in flight on `--channels` HTTP/2 connections (pre-serialised
+  bytes);
 - `rest-binary` vs `grpc-raw` for the 224x224 image, one client (latency, not queueing);
-- `grpc-floor`: the 1-row `grpc-raw` request to a grpc.aio server (on uvloop, core 0, as the scorer)
-  whose ModelInfer returns constant bytes: what grpcio's server costs per call before any of ours.
+- `floor-aio`, `floor-pool`: the 1-row `grpc-raw` request to a server (core 0) whose ModelInfer
+  returns constant bytes, what grpcio costs per call before any of our code: `grpc.aio` on uvloop, or
+  the thread-pool server handing each call to a uvloop loop in the main thread (the scorer's way).
 
 The clients send pre-built bytes, so their own cost is small, but it is Python's: besides req/s the
 figure to compare is the scorer's CPU per request (its utime + stime over the arm, from /proc), which
-does not depend on how fast the client is. Work files go to bench/.work/grpc/.
+does not depend on how fast the client is; each arm also shows the scorer's context switches and
+page faults per request and this process's CPU (near 100% of its core: the client is the limit).
+Work files go to bench/.work/grpc/.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +50,7 @@ WORK = REPO / "bench" / ".work" / "grpc"
 ROW = [0.038, 0.050, 0.061, 0.021, -0.044, -0.034, -0.043, -0.002, 0.019, -0.017]
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 IMAGE = (1, 3, 224, 224)
-FLOOR = "grpc-floor"
+FLOORS = ("floor-aio", "floor-pool")
 
 
 def _load(name: str, path: Path) -> Any:
@@ -122,10 +127,10 @@ def start_scorer(model_dir: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     return process, port, grpc_port
 
 
-def start_floor() -> tuple[subprocess.Popen[bytes], int]:
+def start_floor(kind: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    command = [*pinned(0), sys.executable, __file__, "--serve-floor", str(port)]
-    process = subprocess.Popen(command, stdout=(WORK / "floor.log").open("wb"), stderr=subprocess.STDOUT)
+    command = [*pinned(0), sys.executable, __file__, "--serve-floor", f"{kind}:{port}"]
+    process = subprocess.Popen(command, stdout=(WORK / f"{kind}.log").open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while process.poll() is None and time.monotonic() < deadline:
         with socket.socket() as sock:
@@ -133,25 +138,39 @@ def start_floor() -> tuple[subprocess.Popen[bytes], int]:
                 return process, port
         time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"the floor server did not start; see {WORK / 'floor.log'}")
+    raise RuntimeError(f"the {kind} server did not start; see {WORK / f'{kind}.log'}")
 
 
-def serve_floor(port: int) -> None:
-    """grpc.aio on uvloop, as the scorer runs it, with a ModelInfer that does nothing."""
+def serve_floor(kind: str, port: int) -> None:
+    """A ModelInfer that does nothing, on uvloop as the scorer: in grpc.aio, or in the thread-pool
+    server with each call run on the loop."""
     import uvloop
 
-    async def model_infer(request: bytes, context: Any) -> bytes:
-        return b"\n\x07tabular"  # model_name: a valid ModelInferResponse
+    reply = b"\n\x07tabular"  # model_name: a valid ModelInferResponse
+
+    async def model_infer(request: bytes, context: Any = None) -> bytes:
+        return reply
 
     async def run() -> None:
-        server = grpc.aio.server()
-        handler = grpc.unary_unary_rpc_method_handler(model_infer)
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(INFER.split("/")[1], {"ModelInfer": handler}),)
-        )
+        loop = asyncio.get_running_loop()
+        if kind == "floor-aio":
+            server: Any = grpc.aio.server()
+            handler = grpc.unary_unary_rpc_method_handler(model_infer)
+        else:
+            server = grpc.server(ThreadPoolExecutor(8))
+
+            def on_loop(request: bytes, context: Any) -> bytes:
+                return asyncio.run_coroutine_threadsafe(model_infer(request), loop).result()
+
+            handler = grpc.unary_unary_rpc_method_handler(on_loop)
+        service = grpc.method_handlers_generic_handler(INFER.split("/")[1], {"ModelInfer": handler})
+        server.add_generic_rpc_handlers((service,))
         server.add_insecure_port(f"127.0.0.1:{port}")
-        await server.start()
-        await server.wait_for_termination()
+        if kind == "floor-aio":
+            await server.start()
+        else:
+            server.start()
+        await asyncio.Event().wait()
 
     uvloop.run(run())
 
@@ -320,18 +339,19 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients for the 1-row arms")
     parser.add_argument("--channels", type=int, default=1, help="gRPC channels (connections) they share")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor", metavar="KIND:PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_floor:
-        serve_floor(args.serve_floor)
+        kind, port = args.serve_floor.split(":")
+        serve_floor(kind, int(port))
         return
     WORK.mkdir(parents=True, exist_ok=True)
     log(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     scorer, port, grpc_port = start_scorer(write_models())
-    floor, floor_port = start_floor()
+    floors = {kind: start_floor(kind) for kind in FLOORS}
     os.sched_setaffinity(0, {1} if (os.cpu_count() or 1) > 1 else {0})
     rows = row_requests(port)
-    rows[FLOOR] = rows["grpc-raw"]
+    rows.update(dict.fromkeys(FLOORS, rows["grpc-raw"]))
     suites = {"1 row": (rows, args.clients), "1x3x224x224 FP32": (image_requests(port), 1)}
     results: dict[str, dict[str, list[Arm]]] = {suite: {} for suite in suites}
     try:
@@ -339,11 +359,13 @@ def main() -> None:
             for suite, (requests, clients) in suites.items():
                 log(f"round {round_ + 1}, {suite}, {clients} client(s)")
                 for name, payload in requests.items():
-                    server, ports = (floor, (0, floor_port)) if name == FLOOR else (scorer, (port, grpc_port))
+                    server, ports = scorer, (port, grpc_port)
+                    if name in floors:
+                        server, ports = floors[name][0], (0, floors[name][1])
                     arm = measure(name, payload, server, ports, clients, args)
                     results[suite].setdefault(name, []).append(arm)
     finally:
-        for process in (scorer, floor):
+        for process in (scorer, *(process for process, _ in floors.values())):
             process.terminate()
             process.wait(timeout=20)
     report(
