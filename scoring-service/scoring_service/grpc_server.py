@@ -1,22 +1,13 @@
 """The Open Inference Protocol over gRPC (`inference.GRPCInferenceService`) on REST's data plane, and the
 standard health service (grpc.health.v1) for Kubernetes' gRPC probes. RPCs only: the data plane checks,
-counts and runs; grpc_codecs.py converts.
-
-grpcio's thread-pool server, not `grpc.aio`: each RPC is a coroutine run on the app's event loop
-(REST's, where the data plane lives) from one of the server's threads. grpc.aio hands every
-completion-queue event (four or more per call) from its poller thread to the loop: ~19 context
-switches and ~230 us of CPU per call before any of ours on one core, against ~10 and ~150 us for the
-thread-pool server and its single hand-off (bench/scorer/README.md, "gRPC vs REST").
-"""
+counts and runs; grpc_codecs.py converts."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -54,11 +45,8 @@ GRPC_STATUS: dict[int, grpc.StatusCode] = {
     503: grpc.StatusCode.UNAVAILABLE,
 }
 
-Rpc = Callable[[Any], Coroutine[Any, Any, Any]]
-
-SPARE_THREADS = 4
-"""Server threads beyond `max_concurrent_requests`: calls above the limit reach the data plane's check
-(UNAVAILABLE, as REST's 503) instead of queueing, and health checks still find a thread."""
+Context = grpc.aio.ServicerContext[Any, Any]
+M = TypeVar("M", bound=Message | bytes)
 
 
 def grpc_status(http_status: int) -> grpc.StatusCode:
@@ -70,35 +58,41 @@ def grpc_status(http_status: int) -> grpc.StatusCode:
 
 
 class InferenceServicer:
-    """The protocol's six RPCs, run on the event loop; each answers what its REST route answers, or
-    raises its ScoringError."""
+    """The protocol's six RPCs; each answers what its REST route answers."""
 
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
 
-    async def ServerLive(self, request: pb.ServerLiveRequest) -> pb.ServerLiveResponse:
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: pb.ServerReadyRequest) -> pb.ServerReadyResponse:
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> pb.ServerReadyResponse:
         return pb.ServerReadyResponse(ready=self.plane.repo.ready)
 
-    async def ServerMetadata(self, request: pb.ServerMetadataRequest) -> pb.ServerMetadataResponse:
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
         return server_metadata(self.plane.server_info())
 
-    async def ModelReady(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
-        return pb.ModelReadyResponse(ready=self.plane.repo.get(request.name, request.version or None).ready)
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> pb.ModelReadyResponse:
+        find = partial(self.plane.repo.get, request.name, request.version or None)
+        return await answer(context, lambda: pb.ModelReadyResponse(ready=find().ready))
 
-    async def ModelMetadata(self, request: pb.ModelMetadataRequest) -> pb.ModelMetadataResponse:
-        return model_metadata(self.plane.model_info(request.name, request.version or None))
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
+        info = partial(self.plane.model_info, request.name, request.version or None)
+        return await answer(context, lambda: model_metadata(info()))
 
-    async def ModelInfer(self, data: bytes) -> bytes:
+    async def ModelInfer(self, data: bytes, context: Context) -> bytes:
         """A serialized ModelInferRequest in, a serialized ModelInferResponse out (see grpc_codecs)."""
         plane = self.plane
         if plane.busy >= plane.max_busy:
-            raise plane.overloaded()
+            error = plane.overloaded()
+            await context.abort(grpc_status(error.status_code), error.message)
         plane.busy += 1
         try:
-            return await self._infer(data)
+            return await answer(context, partial(self._infer, data))
         finally:
             plane.busy -= 1
 
@@ -117,57 +111,53 @@ class InferenceServicer:
         return plane.execute(ENDPOINT, find, payload_size(request, raw), parse, respond)
 
 
-def on_loop(loop: asyncio.AbstractEventLoop, rpc: Rpc) -> Callable[[Any, grpc.ServicerContext], Any]:
-    """A server thread's handler that runs `rpc(request)` on `loop` and answers its result, or its
-    error as a gRPC status with REST's message (never UNKNOWN)."""
-
-    def handler(request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return asyncio.run_coroutine_threadsafe(rpc(request), loop).result()
-        except ScoringError as exc:
-            code, message = grpc_status(exc.status_code), exc.message
-        except Exception:
-            log.exception("unhandled error in a gRPC call")
-            code, message = grpc.StatusCode.INTERNAL, "internal error"
-        return context.abort(code, message)  # raises
-
-    return handler
+async def answer(context: Context, call: Callable[[], M | Awaitable[M]]) -> M:
+    """`call()`'s message, or its error as a gRPC status with REST's message (never UNKNOWN)."""
+    try:
+        result = call()
+        return result if isinstance(result, (Message, bytes)) else await result
+    except ScoringError as exc:
+        code, message = grpc_status(exc.status_code), exc.message
+    except Exception:
+        log.exception("unhandled error in a gRPC call")
+        code, message = grpc.StatusCode.INTERNAL, "internal error"
+    await context.abort(code, message)
+    raise AssertionError("context.abort raises")  # pragma: no cover
 
 
-def inference_handler(servicer: InferenceServicer, loop: asyncio.AbstractEventLoop) -> grpc.GenericRpcHandler:
+def _unary(
+    fn: Callable[..., Any], request: type[Message], response: type[Message]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    return grpc.unary_unary_rpc_method_handler(
+        fn, request_deserializer=request.FromString, response_serializer=response.SerializeToString
+    )
+
+
+def inference_handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
     s = servicer
-
-    def unary(rpc: Rpc, request: type[Message], response: type[Message]) -> grpc.RpcMethodHandler[Any, Any]:
-        return grpc.unary_unary_rpc_method_handler(
-            on_loop(loop, rpc),
-            request_deserializer=request.FromString,
-            response_serializer=response.SerializeToString,
-        )
-
     return grpc.method_handlers_generic_handler(
         SERVICE,
         {
-            "ServerLive": unary(s.ServerLive, pb.ServerLiveRequest, pb.ServerLiveResponse),
-            "ServerReady": unary(s.ServerReady, pb.ServerReadyRequest, pb.ServerReadyResponse),
-            "ModelReady": unary(s.ModelReady, pb.ModelReadyRequest, pb.ModelReadyResponse),
-            "ServerMetadata": unary(s.ServerMetadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
-            "ModelMetadata": unary(s.ModelMetadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+            "ServerLive": _unary(s.ServerLive, pb.ServerLiveRequest, pb.ServerLiveResponse),
+            "ServerReady": _unary(s.ServerReady, pb.ServerReadyRequest, pb.ServerReadyResponse),
+            "ModelReady": _unary(s.ModelReady, pb.ModelReadyRequest, pb.ModelReadyResponse),
+            "ServerMetadata": _unary(s.ServerMetadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+            "ModelMetadata": _unary(s.ModelMetadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
             # bytes in and out: grpc_codecs reads and writes the raw tensor bytes around protobuf
-            "ModelInfer": grpc.unary_unary_rpc_method_handler(on_loop(loop, s.ModelInfer)),
+            "ModelInfer": grpc.unary_unary_rpc_method_handler(s.ModelInfer),
         },
     )
 
 
 class GrpcServer:
-    """The gRPC server, started from the app's lifespan (uvicorn's loop, where its RPCs run) once the
-    models are loaded, stopped before the data plane closes."""
+    """The gRPC server, in the event loop of the app's lifespan (uvicorn's): started once the models
+    are loaded, stopped before the data plane closes."""
 
     def __init__(self, settings: Settings, plane: DataPlane) -> None:
         self.settings = settings
         self.plane = plane
-        self.health = health.HealthServicer()
-        self.server: grpc.Server | None = None
-        self.pool: ThreadPoolExecutor | None = None
+        self.health: Any = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
 
     def options(self) -> list[tuple[str, Any]]:
         return [
@@ -180,30 +170,23 @@ class GrpcServer:
         ]
 
     async def start(self) -> None:
-        threads = self.settings.max_concurrent_requests + SPARE_THREADS
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="grpc")
-        # Past `threads` calls in progress, gRPC itself answers RESOURCE_EXHAUSTED: nothing queues.
-        server = grpc.server(self.pool, options=self.options(), maximum_concurrent_rpcs=threads)
-        loop = asyncio.get_running_loop()
-        server.add_generic_rpc_handlers((inference_handler(InferenceServicer(self.plane), loop),))
+        server = grpc.aio.server(options=self.options())
+        server.add_generic_rpc_handlers((inference_handler(InferenceServicer(self.plane)),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         host, port = self.settings.host, self.settings.grpc_port
         server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-        server.start()
+        await server.start()
         self.server = server
         status = health_pb2.HealthCheckResponse.SERVING
         if not self.plane.repo.ready:
             status = health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", SERVICE):  # the server as a whole, and the inference service by name
-            self.health.set(service, status)
+            await self.health.set(service, status)
         log.info("gRPC (%s, grpc.health.v1) on %s:%d", SERVICE, host, port)
 
     async def stop(self, grace: float) -> None:
-        """NOT_SERVING for probes first, then `grace` seconds for calls in progress (the loop keeps
-        running them meanwhile)."""
-        if self.server is None or self.pool is None:
+        """NOT_SERVING for probes first, then `grace` seconds for calls in progress."""
+        if self.server is None:
             return
-        self.health.enter_graceful_shutdown()
-        stopped = self.server.stop(grace)
-        await asyncio.get_running_loop().run_in_executor(None, stopped.wait)
-        self.pool.shutdown(wait=False)
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
