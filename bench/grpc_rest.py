@@ -13,7 +13,7 @@ for `--duration` seconds per arm, arms alternating `--rounds` times:
 - `rest-binary` vs `grpc-raw` for the 224x224 image, one client (latency, not queueing);
 - `floor-aio`, `floor-pool`: the 1-row `grpc-raw` request to a server (core 0) whose ModelInfer
   returns constant bytes, what grpcio costs per call before any of our code: `grpc.aio` on uvloop, or
-  the thread-pool server handing each call to a uvloop loop in the main thread (the scorer's way).
+  the thread-pool server handing each call to a uvloop loop in the main thread (tried for the scorer).
 
 The clients send pre-built bytes, so their own cost is small, but it is Python's: besides req/s the
 figure to compare is the scorer's CPU per request (its utime + stime over the arm, from /proc), which
