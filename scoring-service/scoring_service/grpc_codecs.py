@@ -3,15 +3,21 @@
 A gRPC request is checked by the functions that check a REST one (parsing.py, codecs.py): typed
 `contents` are turned into the bytes of the binary tensor data extension, `raw_input_contents` are
 those bytes already, and both are decoded as REST's binary tensors are. Same checks, same messages.
+
+ModelInfer travels as bytes (grpc_server.py registers it without a (de)serializer): protobuf parses
+the request less its `raw_input_contents`, which stay views of the received bytes, and a response's
+`raw_output_contents` are appended to its serialized header. A large tensor is copied neither into
+nor out of a protobuf message (upb copies a `bytes` field on parse and on every access).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from google.protobuf.message import DecodeError
 
 from scoring_service.codecs import (
     DATATYPE_TO_NUMPY,
@@ -41,6 +47,14 @@ if TYPE_CHECKING:
 
 InputTensor = pb.ModelInferRequest.InferInputTensor
 Parameters = Mapping[str, pb.InferParameter]
+Raw = Sequence[bytes | memoryview]
+
+# Field numbers of the protocol's raw tensor bytes (grpc_predict_v2.proto), read and written here as
+# protobuf wire format: a key (field << 3 | wire type), then for wire type 2 a varint length and bytes.
+RAW_INPUT_FIELD = 7  # ModelInferRequest.raw_input_contents
+RAW_OUTPUT_KEY = bytes([6 << 3 | 2])  # ModelInferResponse.raw_output_contents, length-delimited
+SPLIT_MIN_BYTES = 16 * 1024
+"""Below this, the whole request goes to protobuf: copying a few raw bytes costs less than walking."""
 
 # The field of InferTensorContents that carries each datatype (FP16 and BF16 have none: raw only).
 CONTENTS_FIELD: dict[str, str] = {
@@ -75,14 +89,17 @@ def parse_grpc_infer(
     request: pb.ModelInferRequest,
     image_inputs: Mapping[str, ImageDecoder] = NO_IMAGES,
     limits: Limits = DEFAULT_LIMITS,
+    raw: Raw | None = None,
 ) -> InferRequest:
-    """The request, checked in REST's order: inputs, then outputs.
+    """The request, checked in REST's order: inputs, then outputs. `raw`: its raw_input_contents as
+    `split_infer_request` gives them (default: the message's own, read once).
 
     The outputs go back raw (`binary_outputs` is all of them, as the protocol has a response either
     all raw or all typed) when the inputs came raw, when asked (`binary_data_output`, an output's
     `binary_data`), or when an output's datatype has no typed field (FP16, BF16); typed otherwise.
     """
-    raw = request.raw_input_contents
+    if raw is None:
+        raw = list(request.raw_input_contents)
     feeds, count = grpc_inputs(model.input_by_name, request.inputs, raw, image_inputs, limits)
     asked = [output_item(out) for out in request.outputs] or None  # none asked: every output
     outputs, binary = requested_outputs(model, asked, flag(request.parameters, "binary_data_output"))
@@ -94,7 +111,7 @@ def parse_grpc_infer(
 def grpc_inputs(
     specs: Mapping[str, TensorSpec],
     inputs: Sequence[InputTensor],
-    raw: Sequence[bytes],
+    raw: Raw,
     image_inputs: Mapping[str, ImageDecoder] = NO_IMAGES,
     limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[dict[str, npt.NDArray[Any]], int]:
@@ -185,10 +202,73 @@ def output_item(out: pb.ModelInferRequest.InferRequestedOutputTensor) -> dict[st
     return item
 
 
-def payload_size(request: pb.ModelInferRequest) -> int:
+def payload_size(request: pb.ModelInferRequest, raw: Raw) -> int:
     """The bytes of tensor data a request carries: decides whether it is parsed on the event loop."""
-    size = sum(len(r) for r in request.raw_input_contents)
+    size = sum(len(r) for r in raw)
     return size + sum(t.contents.ByteSize() for t in request.inputs if t.HasField("contents"))
+
+
+def split_infer_request(data: bytes) -> tuple[pb.ModelInferRequest, Raw]:
+    """A serialized ModelInferRequest as the message without its raw_input_contents, and those
+    contents as views of `data` (not copied). A small request is parsed whole."""
+    if len(data) < SPLIT_MIN_BYTES:
+        request = parse_message(data)
+        return request, list(request.raw_input_contents)
+    view = memoryview(data)
+    raw: list[memoryview] = []
+    rest: list[memoryview] = []  # the other fields' bytes, in their order
+    start = 0
+    for field_start, field, value_start, end in wire_fields(data):
+        if field == RAW_INPUT_FIELD:
+            rest.append(view[start:field_start])
+            raw.append(view[value_start:end])
+            start = end
+    if not raw:
+        return parse_message(data), raw
+    rest.append(view[start:])
+    return parse_message(b"".join(rest)), raw
+
+
+def parse_message(data: bytes) -> pb.ModelInferRequest:
+    try:
+        return pb.ModelInferRequest.FromString(data)
+    except DecodeError:
+        raise BadRequest("malformed ModelInferRequest: not a valid protobuf message") from None
+
+
+def wire_fields(data: bytes) -> Iterator[tuple[int, int, int, int]]:
+    """Each top-level field of a protobuf message as (start, field number, value start, end); the
+    values of length-delimited fields (wire type 2) are their bytes, without the length."""
+    pos, size = 0, len(data)
+    while pos < size:
+        start = pos
+        key, pos = read_varint(data, pos)
+        wire_type = key & 7
+        if wire_type == 0:
+            _, pos = read_varint(data, pos)
+            value = pos
+        elif wire_type == 2:
+            length, value = read_varint(data, pos)
+            pos = value + length
+        elif wire_type in (1, 5):
+            value, pos = pos, pos + (8 if wire_type == 1 else 4)
+        else:
+            raise BadRequest(f"malformed ModelInferRequest: wire type {wire_type} at byte {start}")
+        if pos > size:
+            raise BadRequest(f"malformed ModelInferRequest: field at byte {start} runs past the end")
+        yield start, key >> 3, value, pos
+
+
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at `pos`, and the position after it."""
+    value = shift = 0
+    for i in range(pos, min(pos + 10, len(data))):
+        byte = data[i]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i + 1
+        shift += 7
+    raise BadRequest(f"malformed ModelInferRequest: bad varint at byte {pos}")
 
 
 # -- responses ---------------------------------------------------------------------------------------
@@ -196,18 +276,31 @@ def payload_size(request: pb.ModelInferRequest) -> int:
 
 def infer_response(
     name: str, version: str, model: OnnxModel, request: InferRequest, results: Sequence[npt.NDArray[Any]]
-) -> pb.ModelInferResponse:
-    """The outputs, all raw (`request.binary_outputs` set) or all in typed contents."""
+) -> bytes:
+    """The serialized ModelInferResponse: the outputs all raw (`request.binary_outputs` set), appended
+    to the serialized rest of the message, or all in typed contents."""
     response = pb.ModelInferResponse(model_name=name, model_version=version, id=request.request_id or "")
     as_raw = bool(request.binary_outputs)
+    chunks: list[bytes] = []
     for out_name, arr in zip(request.outputs, results, strict=True):
         datatype = model.output_by_name[out_name].datatype
         tensor = response.outputs.add(name=out_name, datatype=datatype, shape=list(arr.shape))
         if as_raw:
-            response.raw_output_contents.append(binary_data(arr))
+            data = binary_data(arr)
+            chunks += (RAW_OUTPUT_KEY, varint(len(data)), data)
         else:
             set_contents(tensor.contents, datatype, arr)
-    return response
+    header = response.SerializeToString()
+    return b"".join([header, *chunks]) if chunks else header
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def set_contents(contents: pb.InferTensorContents, datatype: str, arr: npt.NDArray[Any]) -> None:

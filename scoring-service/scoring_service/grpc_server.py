@@ -20,6 +20,7 @@ from scoring_service.grpc_codecs import (
     parse_grpc_infer,
     payload_size,
     server_metadata,
+    split_infer_request,
 )
 from scoring_service.parsing import InferRequest
 from scoring_service.proto import grpc_predict_v2_pb2 as pb
@@ -45,7 +46,7 @@ GRPC_STATUS: dict[int, grpc.StatusCode] = {
 }
 
 Context = grpc.aio.ServicerContext[Any, Any]
-M = TypeVar("M", bound=Message)
+M = TypeVar("M", bound=Message | bytes)
 
 
 def grpc_status(http_status: int) -> grpc.StatusCode:
@@ -83,36 +84,38 @@ class InferenceServicer:
         info = partial(self.plane.model_info, request.name, request.version or None)
         return await answer(context, lambda: model_metadata(info()))
 
-    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> pb.ModelInferResponse:
+    async def ModelInfer(self, data: bytes, context: Context) -> bytes:
+        """A serialized ModelInferRequest in, a serialized ModelInferResponse out (see grpc_codecs)."""
         plane = self.plane
         if plane.busy >= plane.max_busy:
             error = plane.overloaded()
             await context.abort(grpc_status(error.status_code), error.message)
         plane.busy += 1
         try:
-            return await answer(context, partial(self._infer, request))
+            return await answer(context, partial(self._infer, data))
         finally:
             plane.busy -= 1
 
-    def _infer(self, request: pb.ModelInferRequest) -> Awaitable[pb.ModelInferResponse]:
+    def _infer(self, data: bytes) -> Awaitable[bytes]:
         plane = self.plane
+        request, raw = split_infer_request(data)
 
         def parse(served: ServedModel, model: OnnxModel, inline: bool) -> InferRequest:
-            return parse_grpc_infer(model, request, plane.image_inputs(served, inline), plane.limits)
+            return parse_grpc_infer(model, request, plane.image_inputs(served, inline), plane.limits, raw)
 
-        def respond(served: ServedModel, checked: InferRequest, results: Results) -> pb.ModelInferResponse:
+        def respond(served: ServedModel, checked: InferRequest, results: Results) -> bytes:
             assert served.model is not None
             return infer_response(served.name, served.version, served.model, checked, results)
 
         find = partial(plane.repo.get, request.model_name, request.model_version or None)
-        return plane.execute(ENDPOINT, find, payload_size(request), parse, respond)
+        return plane.execute(ENDPOINT, find, payload_size(request, raw), parse, respond)
 
 
 async def answer(context: Context, call: Callable[[], M | Awaitable[M]]) -> M:
     """`call()`'s message, or its error as a gRPC status with REST's message (never UNKNOWN)."""
     try:
         result = call()
-        return result if isinstance(result, Message) else await result
+        return result if isinstance(result, (Message, bytes)) else await result
     except ScoringError as exc:
         code, message = grpc_status(exc.status_code), exc.message
     except Exception:
@@ -140,7 +143,8 @@ def inference_handler(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
             "ModelReady": _unary(s.ModelReady, pb.ModelReadyRequest, pb.ModelReadyResponse),
             "ServerMetadata": _unary(s.ServerMetadata, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
             "ModelMetadata": _unary(s.ModelMetadata, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
-            "ModelInfer": _unary(s.ModelInfer, pb.ModelInferRequest, pb.ModelInferResponse),
+            # bytes in and out: grpc_codecs reads and writes the raw tensor bytes around protobuf
+            "ModelInfer": grpc.unary_unary_rpc_method_handler(s.ModelInfer),
         },
     )
 

@@ -268,6 +268,18 @@ def test_malformed_raw_contents(stub: service_pb2_grpc.GRPCInferenceServiceStub)
     assert "BYTES element overruns" in refused(text)
 
 
+@pytest.mark.parametrize("size", [100, 70000])  # parsed whole by protobuf; split around the raw bytes
+def test_a_message_that_is_not_protobuf_is_invalid_argument(server: Server, size: int) -> None:
+    request = pb.ModelInferRequest(model_name="diabetes", raw_input_contents=[b"\0" * size])
+    request.inputs.add(name="input", datatype="FP32", shape=[1, 10])
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as exc:
+            infer(request.SerializeToString()[:-1], timeout=10)  # the raw bytes cut short
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed ModelInferRequest" in exc.value.details()
+
+
 def test_requests_are_counted_with_rest_s_codes(
     client: grpcclient.InferenceServerClient, server: Server
 ) -> None:

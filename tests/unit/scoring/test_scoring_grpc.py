@@ -12,10 +12,12 @@ from scoring_service import errors
 from scoring_service.codecs import DATATYPE_TO_NUMPY, binary_data, serialize_bytes
 from scoring_service.grpc_codecs import (
     CONTENTS_FIELD,
+    SPLIT_MIN_BYTES,
     grpc_inputs,
     infer_response,
     model_metadata,
     parse_grpc_infer,
+    split_infer_request,
 )
 from scoring_service.grpc_server import GRPC_STATUS, grpc_status
 from scoring_service.parsing import Limits
@@ -120,9 +122,7 @@ def test_outputs_encode_typed_and_raw(datatype: str, as_raw: bool) -> None:
     name = f"out_{datatype}"
     checked = parse_grpc_infer(IDENTITY, all_inputs(), limits=Limits())
     checked.outputs, checked.binary_outputs = [name], {name} if as_raw else set()
-    response = pb.ModelInferResponse.FromString(
-        infer_response("identity", "1", IDENTITY, checked, [arr]).SerializeToString()
-    )
+    response = pb.ModelInferResponse.FromString(infer_response("identity", "1", IDENTITY, checked, [arr]))
     (out,) = response.outputs
     assert (out.name, out.datatype, list(out.shape)) == (name, datatype, [2, 2])
     if as_raw:
@@ -223,6 +223,75 @@ def test_missing_inputs_and_bad_outputs() -> None:
     request.outputs.add(name="nope")
     with pytest.raises(errors.BadRequest, match=r"outputs\[0\]: unknown output 'nope'"):
         parse_grpc_infer(LINEAR, request)
+
+
+# -- the wire format: raw tensor bytes around protobuf --------------------------------------------
+
+
+def image_request(*raw: bytes) -> pb.ModelInferRequest:
+    request = pb.ModelInferRequest(model_name="image", model_version="2", id="r1", raw_input_contents=raw)
+    for i, _ in enumerate(raw):
+        request.inputs.add(name=f"x{i}", datatype="FP32", shape=[1, 3, 224, 224])
+    request.outputs.add(name="y").parameters["binary_data"].bool_param = True
+    request.parameters["priority"].int64_param = 3
+    return request
+
+
+@pytest.mark.parametrize("sizes", [[602112], [602112, 0, 70000], [12, 40]])
+def test_a_split_request_is_the_message_and_views_of_its_raw_bytes(sizes: list[int]) -> None:
+    raw = [bytes([i + 1]) * size for i, size in enumerate(sizes)]
+    data = image_request(*raw).SerializeToString()
+    request, views = split_infer_request(data)
+    assert [bytes(v) for v in views] == raw
+    if len(data) >= SPLIT_MIN_BYTES:  # not copied: views of the received bytes
+        assert all(isinstance(v, memoryview) and v.obj is data for v in views)
+        assert not request.raw_input_contents
+    request.ClearField("raw_input_contents")
+    expected = image_request()
+    expected.inputs.extend(image_request(*raw).inputs)
+    assert request == expected
+
+
+def test_raw_contents_anywhere_in_the_message_are_found() -> None:
+    """Protobuf allows fields in any order: the raw bytes first, the rest after them."""
+    raw = b"\x07" * 70000
+    data = (
+        pb.ModelInferRequest(raw_input_contents=[raw]).SerializeToString()
+        + image_request().SerializeToString()
+    )
+    request, views = split_infer_request(data)
+    assert [bytes(v) for v in views] == [raw]
+    assert (request.model_name, request.id, request.parameters["priority"].int64_param) == ("image", "r1", 3)
+
+
+@pytest.mark.parametrize(
+    ("tail", "message"),
+    [
+        (b"\x3a\xff\xff\x03", "field at byte {at} runs past the end"),  # raw bytes longer than the message
+        (b"\x3a" + b"\xff" * 11, "bad varint at byte {after}"),
+        (b"\x0b", "wire type 3 at byte {at}"),  # a group
+        (b"\x0a\x02\xff\xfe", "not a valid protobuf message"),  # model_name not UTF-8: protobuf's error
+    ],
+)
+def test_a_malformed_message_is_a_bad_request(tail: bytes, message: str) -> None:
+    data = image_request(b"\0" * 602112).SerializeToString()
+    where = message.format(at=len(data), after=len(data) + 1)
+    with pytest.raises(errors.BadRequest, match=f"malformed ModelInferRequest: {where}"):
+        split_infer_request(data + tail)
+    with pytest.raises(errors.BadRequest, match="malformed ModelInferRequest: not a valid protobuf message"):
+        split_infer_request(b"\x0a\x05ab")  # small: protobuf parses it whole
+
+
+def test_raw_outputs_of_any_size_are_appended_to_the_response() -> None:
+    checked = parse_grpc_infer(IDENTITY, all_inputs(), limits=Limits())
+    big = np.arange(40000, dtype=np.float32).reshape(20000, 2)  # 160000 bytes: a 3-byte length
+    checked.outputs, checked.binary_outputs = ["out_FP32", "out_INT8"], {"out_FP32", "out_INT8"}
+    checked.request_id = "r9"
+    data = infer_response("identity", "1", IDENTITY, checked, [big, sample("INT8")])
+    response = pb.ModelInferResponse.FromString(data)
+    assert (response.model_name, response.model_version, response.id) == ("identity", "1", "r9")
+    assert [list(o.shape) for o in response.outputs] == [[20000, 2], [2, 2]]
+    assert list(response.raw_output_contents) == [big.tobytes(), binary_data(sample("INT8"))]
 
 
 # -- metadata, errors ----------------------------------------------------------------------------
