@@ -88,7 +88,7 @@ def decode_json_tensor(datatype: str, shape: list[int], data: Any, where: str) -
     if datatype == "BYTES":
         return _decode_json_bytes(shape, data, where)
     arr = coerce_array(datatype, data if isinstance(data, list) else [data], where)
-    if arr.size != element_count(shape):
+    if arr.size != math.prod(shape):
         raise BadRequest(f"{where}: shape {shape} needs {element_count(shape)} elements, data has {arr.size}")
     return arr.reshape(shape)
 
@@ -179,10 +179,9 @@ def check_finite(arr: npt.NDArray[Any], where: str) -> None:
     They reach a model silently: JSON 1e39 becomes inf as FP32, 70000 as FP16, and binary data can
     carry any bit pattern. A dot product is finite exactly when every element is, unless the squares
     overflow; only then is each element looked at. It costs a third of `np.isfinite(arr).all()`
-    (~0.5 us on the hot path) and allocates nothing.
+    (~0.5 us on the hot path) and allocates nothing (`vdot` reads any shape as flat).
     """
-    flat = arr.reshape(-1)
-    if math.isfinite(flat.dot(flat)) or np.isfinite(flat).all():
+    if math.isfinite(np.vdot(arr, arr)) or np.isfinite(arr).all():
         return
     raise BadRequest(f"{where}: values must be finite numbers (no NaN or infinity)")
 
@@ -260,7 +259,7 @@ def json_data(arr: npt.NDArray[Any]) -> Any:
             item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
             for item in arr.reshape(-1)
         ]
-    return np.ascontiguousarray(arr).reshape(-1)
+    return arr.ravel()  # a view of a C-contiguous array (onnxruntime's outputs are), else a contiguous copy
 
 
 def binary_data(arr: npt.NDArray[Any]) -> bytes:
