@@ -24,7 +24,7 @@ from scoring_service.errors import ScoringError
 from scoring_service.grpc_server import GrpcServer
 from scoring_service.metrics import CONTENT_TYPE, Metrics
 from scoring_service.repository import ModelRepository
-from scoring_service.routes import INFER_PATH, fast_infer, router
+from scoring_service.routes import fast_infer, infer_target, router
 from scoring_service.service import DataPlane
 from scoring_service.settings import Settings, get_settings
 from scoring_service.shadow import Shadow
@@ -93,12 +93,12 @@ class ScoringApp(FastAPI):
                     return
                 plane.busy += 1
                 try:
-                    match = INFER_PATH.fullmatch(scope["path"])
-                    if match is None:
+                    target = infer_target(scope["path"])
+                    if target is None:
                         await super().__call__(scope, receive, send)
                         return
                     try:
-                        await fast_infer(plane, scope, receive, send, match)
+                        await fast_infer(plane, scope, receive, send, *target)
                     except Exception:
                         # Outside FastAPI's error middleware: keep its contract (log, 500, JSON body).
                         log.exception("unhandled error on POST %s", scope["path"])

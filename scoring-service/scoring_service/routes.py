@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from scoring_service.errors import BadRequest, PayloadTooLarge, ScoringError, UnsupportedMediaType
 from scoring_service.service import HEADER_LENGTH, SERVER_TIMING, SHADOW_HEADER, DataPlane, Reply
@@ -110,25 +110,37 @@ async def read_body(receive: Receive, headers: Headers, plane: DataPlane, json_o
             raise BadRequest("invalid Content-Length")
         if int(length) > limit:
             raise _too_large(limit, json_only)
-    parts: list[bytes] = []
-    size = 0
-    while True:  # chunked bodies have no Content-Length: enforce the limit while reading
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit, json_only)
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            break
-    body = parts[0] if len(parts) == 1 else b"".join(parts)
+    message = await receive()
+    body = _chunk(message, 0, limit, json_only)
+    if message.get("more_body", False):  # chunked bodies have no Content-Length: the limit holds as they come
+        body = await _read_rest(receive, body, limit, json_only)
     encoding = headers.get(b"content-encoding")
     if encoding is not None and encoding != b"identity":
         limit = plane.settings.max_decompressed_bytes
         body = await plane.offload(_decompress, body, encoding.decode("latin-1"), limit)
     return body
+
+
+def _chunk(message: Message, size: int, limit: int, json_only: bool) -> bytes:
+    """The body bytes of `message`, after `size` bytes already read."""
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    chunk: bytes = message.get("body", b"")
+    if size + len(chunk) > limit:
+        raise _too_large(limit, json_only)
+    return chunk
+
+
+async def _read_rest(receive: Receive, first: bytes, limit: int, json_only: bool) -> bytes:
+    """The body after its `first` message, which said more was coming."""
+    parts, size, more = [first], len(first), True
+    while more:
+        message = await receive()
+        chunk = _chunk(message, size, limit, json_only)
+        parts.append(chunk)
+        size += len(chunk)
+        more = message.get("more_body", False)
+    return b"".join(parts)
 
 
 def _too_large(limit: int, json_only: bool) -> PayloadTooLarge:
@@ -155,8 +167,8 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 def _is_uint(value: bytes) -> bool:
-    # isdigit() alone accepts "²" and other Unicode digits (in str) that int() then rejects.
-    return value.isascii() and value.isdigit()
+    # bytes.isdigit() is ASCII only (str.isdigit() accepts "²", which int() then rejects).
+    return value.isdigit()
 
 
 def _header_length(headers: Headers) -> int | None:
@@ -262,13 +274,31 @@ async def version(request: Request) -> Response:
 # -- fast path -------------------------------------------------------------------------------
 
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+_INFER_TARGETS: dict[str, tuple[str, str | None]] = {}
+_INFER_TARGETS_MAX = 1024  # paths come from clients: remember a bounded number
+
+
+def infer_target(path: str) -> tuple[str, str | None] | None:
+    """(model name, version or None) if `path` is an infer path; a path seen before is looked up,
+    not matched again (the regex costs more than the rest of the routing)."""
+    target = _INFER_TARGETS.get(path)
+    if target is None:
+        match = INFER_PATH.fullmatch(path)
+        if match is None:
+            return None
+        target = (match[1], match[2])
+        if len(_INFER_TARGETS) < _INFER_TARGETS_MAX:
+            _INFER_TARGETS[path] = target
+    return target
+
+
 _OCTET = b"application/octet-stream"
 _JSON = JSON.encode()
 SERVER_TIMING_KEY = SERVER_TIMING.lower().encode()
 
 
 async def fast_infer(
-    plane: DataPlane, scope: Scope, receive: Receive, send: Send, match: re.Match[str]
+    plane: DataPlane, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
 ) -> None:
     """Serve POST .../infer straight from ASGI, without FastAPI's per-request machinery.
 
@@ -277,7 +307,7 @@ async def fast_infer(
     declarations stay (OpenAPI, docs) and call the same `handle_infer`.
     """
     try:
-        reply = await handle_infer(plane, dict(scope["headers"]), receive, match[1], match[2])
+        reply = await handle_infer(plane, dict(scope["headers"]), receive, name, version)
     except ScoringError as exc:
         reply = Reply(exc.status_code, orjson.dumps({"error": exc.message}))
     except ClientDisconnect:
@@ -290,7 +320,7 @@ async def fast_infer(
             (b"content-length", str(len(reply.body)).encode()),
             (HEADER_LENGTH_KEY, str(reply.header_length).encode()),
         ]
-    if (timing := reply.server_timing()) is not None:
+    if reply.server_seconds is not None and (timing := reply.server_timing()):  # a mirrored request's
         response_headers.append((SERVER_TIMING_KEY, timing.encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
     await send({"type": "http.response.body", "body": reply.body})

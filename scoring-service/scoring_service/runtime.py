@@ -34,9 +34,12 @@ class TensorSpec:
     shape: tuple[int, ...]
     fixed: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
     """(position, size) of each static dimension: what `accepts_shape` compares."""
+    where: str = field(init=False, repr=False, compare=False)
+    """How error messages name this input (computed once, not per request)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fixed", tuple((i, d) for i, d in enumerate(self.shape) if d != -1))
+        object.__setattr__(self, "where", f"input {self.name!r}")
 
     @property
     def dtype(self) -> np.dtype[Any] | None:

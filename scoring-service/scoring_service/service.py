@@ -212,7 +212,7 @@ class DataPlane:
         served: ServedModel | None = None
         try:
             served = find()
-            model = served.require()
+            model = served.model or served.require()  # require() raises: the model is not loaded
             request: P | None = None
             if size <= self._inline_max_bytes:  # small bodies parse faster than a thread hand-off
                 try:  # noqa: SIM105 (contextlib.suppress costs ~0.4 us on the hot path)
@@ -253,7 +253,8 @@ class DataPlane:
         self, body: bytes, header_length: int | None, served: ServedModel, model: OnnxModel, inline: bool
     ) -> InferRequest:
         """The checked request. On the event loop (`inline`), large images raise `_OffTheLoop`."""
-        return parse_infer(model, body, header_length, self.image_inputs(served, inline), self.limits)
+        images = NO_IMAGES if served.image_input is None else self.image_inputs(served, inline)
+        return parse_infer(model, body, header_length, images, self.limits)
 
     def _prepare_and_run(
         self, served: ServedModel, model: OnnxModel, prepare: Callable[[bool], P]
@@ -341,7 +342,7 @@ class DataPlane:
         }
         if request.request_id is not None:
             response["id"] = request.request_id
-        header = dumps(response)
+        header = orjson.dumps(response, option=JSON_OPTS)
         if not chunks:
             return Reply(200, header)
         return Reply(200, b"".join([header, *chunks]), header_length=len(header))
