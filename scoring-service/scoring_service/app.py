@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -78,8 +78,17 @@ class ScoringApp(FastAPI):
     ops: ASGIApp | None = None
     ops_port: int = -1
     plane: DataPlane
+    proxy: Callable[..., Awaitable[None]] | None = None
+    """uvicorn's X-Forwarded-* middleware, which calls this app back (see `server.ScorerConfig.load`):
+    run for the requests that carry those headers only, as it changes nothing in the others."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.proxy is not None and scope["type"] != "lifespan" and PROXIED not in scope:
+            for name, _ in scope["headers"]:
+                if name == b"x-forwarded-for" or name == b"x-forwarded-proto":
+                    scope[PROXIED] = True
+                    await self.proxy(scope, receive, send)
+                    return
         if scope["type"] == "http":
             server = scope.get("server")
             if server is not None and server[1] == self.ops_port:
@@ -110,6 +119,8 @@ class ScoringApp(FastAPI):
 
 
 RETRY = [(b"retry-after", b"1")]
+PROXIED = "modelapp.proxied"
+"""Scope key of a request that went through the X-Forwarded-* middleware (it comes back to the app)."""
 
 
 async def _send_json(
