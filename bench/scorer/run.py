@@ -60,6 +60,9 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float = 0.0
+    """The server process's CPU time (user + system) per request: what other load on the host
+    changes least (it still slows a process sharing a core's caches), unlike req/s and latency."""
 
 
 def log(msg: str) -> None:
@@ -208,8 +211,17 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> bytes:
         return bytes(response.read())
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """utime + stime of a process (0 without one)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(wrk: str, url: str, body_file: Path, headers: dict[str, str], connections: int, duration: int,
-            core: str) -> dict[str, Any]:  # fmt: skip
+            core: str, server_pid: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """wrk's figures; with `server_pid`, also the server's CPU seconds during the measured run."""
     script = WORK / f"wrk-{body_file.stem}.lua"
     header_lines = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
     script.write_text(
@@ -220,6 +232,7 @@ def run_wrk(wrk: str, url: str, body_file: Path, headers: dict[str, str], connec
     # Warm-up run (JIT-free Python, but allocators, caches and connection setup still settle).
     subprocess.run(["taskset", "-c", core, wrk, "-t", threads, "-c", str(connections), "-d", "2s", "-s", str(script),
                     url], check=True, capture_output=True)  # fmt: skip
+    cpu = cpu_seconds(server_pid)
     proc = subprocess.run(
         ["taskset", "-c", core, wrk, "-t", threads, "-c", str(connections), "-d", f"{duration}s", "-s", str(script),
          url],
@@ -227,6 +240,7 @@ def run_wrk(wrk: str, url: str, body_file: Path, headers: dict[str, str], connec
     )  # fmt: skip
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
     result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+    result["cpu_s"] = cpu_seconds(server_pid) - cpu
     return result
 
 
@@ -240,6 +254,7 @@ def median_result(name: str, runs: list[Result]) -> Result:
         p50_ms=med([r.p50_ms for r in runs]),
         p99_ms=med([r.p99_ms for r in runs]),
         errors=sum(r.errors for r in runs),
+        cpu_us=med([r.cpu_us for r in runs]),
     )
 
 
@@ -250,6 +265,7 @@ def to_result(name: str, raw: dict[str, Any]) -> Result:
         p50_ms=raw["p50_us"] / 1000,
         p99_ms=raw["p99_us"] / 1000,
         errors=raw["errors"] + raw["non2xx"],
+        cpu_us=raw.get("cpu_s", 0.0) / max(raw["requests"], 1) * 1e6,
     )
 
 
@@ -377,12 +393,13 @@ def measure(
     for _name, _, url in servers:
         post(url, body.read_bytes(), json_headers)  # one correct answer before any load
     for round_no in range(1, args.rounds + 1):
-        for name, _, url in servers:
-            raw = run_wrk(wrk, url, body, json_headers, args.connections, args.duration, args.client_core)
+        for name, server, url in servers:
+            raw = run_wrk(wrk, url, body, json_headers, args.connections, args.duration, args.client_core,
+                          server.proc.pid)  # fmt: skip
             result = to_result(name, raw)
             runs[name].append(result)
             log(f"round {round_no} {name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
-                f"p99 {result.p99_ms:.2f} ms, errors {result.errors}")  # fmt: skip
+                f"p99 {result.p99_ms:.2f} ms, CPU {result.cpu_us:.0f} us/request, errors {result.errors}")  # fmt: skip
     return runs
 
 
@@ -440,12 +457,17 @@ def report(results: list[Result], encoding: dict[str, Result]) -> None:
     by_name = {r.name: r for r in results}
     ours = by_name["scoring-service"]
     print()
-    print(f"{'server':40} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ours/x':>8}")
+    print(f"{'server':40} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'errors':>7} {'ours/x':>8}"
+          f" {'x/ours CPU':>10}")  # fmt: skip
     for r in results:
         ratio = ours.rps / r.rps if r.rps else float("nan")
-        print(f"{r.name:40} {r.rps:>10,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7} {ratio:>8.2f}")
+        cpu = r.cpu_us / ours.cpu_us if ours.cpu_us else float("nan")
+        print(f"{r.name:40} {r.rps:>10,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.cpu_us:>10.0f} {r.errors:>7}"
+              f" {ratio:>8.2f} {cpu:>10.2f}")  # fmt: skip
     ceiling = by_name[CEILING]
     ratio = ours.rps / ceiling.rps
+    cpu_ratio = ceiling.cpu_us / ours.cpu_us if ours.cpu_us else float("nan")
+    print(f"\nCPU per request, ceiling/ours: {cpu_ratio:.2f} (req/s ratio {ratio:.2f})")
     checks = [(f"1-row JSON req/s >= 0.85x the bare ASGI ceiling ({ratio:.2f}x)", ratio >= 0.85)]
     for peer in (MLSERVER, KSERVE):
         if peer in by_name:
