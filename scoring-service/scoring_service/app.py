@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -24,7 +24,7 @@ from scoring_service.errors import ScoringError
 from scoring_service.grpc_server import GrpcServer
 from scoring_service.metrics import CONTENT_TYPE, Metrics
 from scoring_service.repository import ModelRepository
-from scoring_service.routes import INFER_PATH, fast_infer, router
+from scoring_service.routes import fast_infer, infer_target, router
 from scoring_service.service import DataPlane
 from scoring_service.settings import Settings, get_settings
 from scoring_service.shadow import Shadow
@@ -78,8 +78,17 @@ class ScoringApp(FastAPI):
     ops: ASGIApp | None = None
     ops_port: int = -1
     plane: DataPlane
+    proxy: Callable[..., Awaitable[None]] | None = None
+    """uvicorn's X-Forwarded-* middleware, which calls this app back (see `server.ScorerConfig.load`):
+    run for the requests that carry those headers only, as it changes nothing in the others."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.proxy is not None and scope["type"] != "lifespan" and PROXIED not in scope:
+            for name, _ in scope["headers"]:
+                if name == b"x-forwarded-for" or name == b"x-forwarded-proto":
+                    scope[PROXIED] = True
+                    await self.proxy(scope, receive, send)
+                    return
         if scope["type"] == "http":
             server = scope.get("server")
             if server is not None and server[1] == self.ops_port:
@@ -93,12 +102,12 @@ class ScoringApp(FastAPI):
                     return
                 plane.busy += 1
                 try:
-                    match = INFER_PATH.fullmatch(scope["path"])
-                    if match is None:
+                    target = infer_target(scope["path"])
+                    if target is None:
                         await super().__call__(scope, receive, send)
                         return
                     try:
-                        await fast_infer(plane, scope, receive, send, match)
+                        await fast_infer(plane, scope, receive, send, *target)
                     except Exception:
                         # Outside FastAPI's error middleware: keep its contract (log, 500, JSON body).
                         log.exception("unhandled error on POST %s", scope["path"])
@@ -110,6 +119,8 @@ class ScoringApp(FastAPI):
 
 
 RETRY = [(b"retry-after", b"1")]
+PROXIED = "modelapp.proxied"
+"""Scope key of a request that went through the X-Forwarded-* middleware (it comes back to the app)."""
 
 
 async def _send_json(

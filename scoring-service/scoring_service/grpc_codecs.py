@@ -22,7 +22,6 @@ from google.protobuf.message import DecodeError
 from scoring_service.codecs import (
     DATATYPE_TO_NUMPY,
     binary_data,
-    check_finite,
     element_count,
     serialize_bytes,
 )
@@ -126,7 +125,7 @@ def grpc_inputs(
     count = 0
     for i, tensor in enumerate(inputs):
         name, spec = input_spec(i, {"name": tensor.name}, specs, feeds)
-        where = f"input {name!r}"
+        where = spec.where
         datatype, shape = tensor_header({"datatype": tensor.datatype, "shape": list(tensor.shape)}, where)
         images = image_inputs.get(name) if datatype == "BYTES" else None
         if images is None:
@@ -140,9 +139,7 @@ def grpc_inputs(
         if images is not None:
             arr = images(shape, None, payload, where)
         else:
-            arr = decode_tensor(spec, datatype, shape, None, payload, where)
-            if arr.dtype.kind == "f" and not limits.allow_non_finite:
-                check_finite(arr, where)
+            arr = decode_tensor(spec, datatype, shape, None, payload, where, not limits.allow_non_finite)
         feeds[name] = arr
         count += arr.size
     check_complete(specs, feeds, None, 0)

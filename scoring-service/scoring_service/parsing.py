@@ -11,7 +11,6 @@ import orjson
 
 from scoring_service.codecs import (
     KNOWN_DATATYPES,
-    check_finite,
     check_shape,
     decode_base64,
     decode_binary_tensor,
@@ -66,10 +65,12 @@ def parse_infer(
 
     `image_inputs` maps the inputs that also accept encoded images (as BYTES) to their decoder.
     """
-    header, binary = split_body(body, header_length)
+    header, binary = (body, None) if header_length is None else split_body(body, header_length)
     request = load_request(header, limits.max_json_bytes)
     inputs = request_inputs(request)
     feeds, count = decode_inputs(model.input_by_name, inputs, binary, image_inputs, limits.allow_non_finite)
+    if len(request) == 1:  # {"inputs": [...]} alone, the usual request: no parameters, outputs or id to read
+        return InferRequest(feeds, count, model.output_names, set(), None)
     binary_all = binary_data_output(request)
     outputs, binary_outputs = requested_outputs(model, request.get("outputs"), binary_all)
     return InferRequest(feeds, count, outputs, binary_outputs, request_id(request))
@@ -143,16 +144,14 @@ def decode_inputs(
     offset = count = 0
     for i, item in enumerate(inputs):
         name, spec = input_spec(i, item, specs, feeds)
-        where = f"input {name!r}"
+        where = spec.where
         datatype, shape = tensor_header(item, where)
         raw, offset = tensor_payload(item, binary, offset, where)
         images = image_inputs.get(name) if datatype == "BYTES" else None
         if images is not None:
             arr = images(shape, item.get("data"), raw, where)
         else:
-            arr = decode_tensor(spec, datatype, shape, item.get("data"), raw, where)
-            if arr.dtype.kind == "f" and not allow_non_finite:
-                check_finite(arr, where)
+            arr = decode_tensor(spec, datatype, shape, item.get("data"), raw, where, not allow_non_finite)
         feeds[name] = arr
         count += arr.size
     check_complete(specs, feeds, binary, offset)
@@ -204,14 +203,21 @@ def tensor_payload(
 
 
 def decode_tensor(
-    spec: TensorSpec, datatype: str, shape: list[int], data: Any, raw: memoryview | None, where: str
+    spec: TensorSpec,
+    datatype: str,
+    shape: list[int],
+    data: Any,
+    raw: memoryview | None,
+    where: str,
+    finite: bool = False,
 ) -> npt.NDArray[Any]:
-    """A tensor the model takes as it is: its datatype and shape must match the model's."""
+    """A tensor the model takes as it is: its datatype and shape must match the model's; with
+    `finite`, its float values must be finite."""
     check_tensor(spec, datatype, shape, where)
     if raw is not None:
-        arr = decode_binary_tensor(datatype, shape, raw, where)
+        arr = decode_binary_tensor(datatype, shape, raw, where, finite)
     else:
-        arr = decode_json_tensor(datatype, shape, data, where)
+        arr = decode_json_tensor(datatype, shape, data, where, finite)
     if datatype == "BYTES":
         arr = as_text(arr, where)
     return arr

@@ -13,14 +13,18 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from scoring_service.errors import BadRequest, PayloadTooLarge, ScoringError, UnsupportedMediaType
 from scoring_service.service import HEADER_LENGTH, SERVER_TIMING, SHADOW_HEADER, DataPlane, Reply
 
 JSON = "application/json"
-HEADER_LENGTH_KEY = HEADER_LENGTH.lower()
-SHADOW_HEADER_KEY = SHADOW_HEADER.lower()
+HEADER_LENGTH_KEY = HEADER_LENGTH.lower().encode()
+SHADOW_HEADER_KEY = SHADOW_HEADER.lower().encode()
+
+Headers = Mapping[bytes, bytes]
+"""A request's headers as ASGI gives them (lower-case names, raw values), the last of a repeated name:
+`dict(scope["headers"])` builds it in C, and values are decoded only when one is used."""
 
 router = APIRouter()
 
@@ -93,37 +97,50 @@ def _response(reply: Reply) -> Response:
     return Response(reply.body, reply.status, headers=headers, media_type="application/octet-stream")
 
 
-async def read_body(receive: Receive, headers: Mapping[str, str], plane: DataPlane, json_only: bool) -> bytes:
+async def read_body(receive: Receive, headers: Headers, plane: DataPlane, json_only: bool) -> bytes:
     """The whole request body, refusing more than the limit before buffering it; inflated off the loop.
 
     A body that is all JSON (no binary tensor data) may not exceed the JSON budget either: refusing
     it here, before it is read, keeps it out of memory altogether.
     """
     limit = plane.json_body_limit if json_only else plane.body_limit
-    length = headers.get("content-length")
+    length = headers.get(b"content-length")
     if length is not None:
         if not _is_uint(length):
             raise BadRequest("invalid Content-Length")
         if int(length) > limit:
             raise _too_large(limit, json_only)
-    parts: list[bytes] = []
-    size = 0
-    while True:  # chunked bodies have no Content-Length: enforce the limit while reading
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit, json_only)
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            break
-    body = parts[0] if len(parts) == 1 else b"".join(parts)
-    encoding = headers.get("content-encoding")
-    if encoding is not None and encoding != "identity":
-        body = await plane.offload(_decompress, body, encoding, plane.settings.max_decompressed_bytes)
+    message = await receive()
+    body = _chunk(message, 0, limit, json_only)
+    if message.get("more_body", False):  # chunked bodies have no Content-Length: the limit holds as they come
+        body = await _read_rest(receive, body, limit, json_only)
+    encoding = headers.get(b"content-encoding")
+    if encoding is not None and encoding != b"identity":
+        limit = plane.settings.max_decompressed_bytes
+        body = await plane.offload(_decompress, body, encoding.decode("latin-1"), limit)
     return body
+
+
+def _chunk(message: Message, size: int, limit: int, json_only: bool) -> bytes:
+    """The body bytes of `message`, after `size` bytes already read."""
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    chunk: bytes = message.get("body", b"")
+    if size + len(chunk) > limit:
+        raise _too_large(limit, json_only)
+    return chunk
+
+
+async def _read_rest(receive: Receive, first: bytes, limit: int, json_only: bool) -> bytes:
+    """The body after its `first` message, which said more was coming."""
+    parts, size, more = [first], len(first), True
+    while more:
+        message = await receive()
+        chunk = _chunk(message, size, limit, json_only)
+        parts.append(chunk)
+        size += len(chunk)
+        more = message.get("more_body", False)
+    return b"".join(parts)
 
 
 def _too_large(limit: int, json_only: bool) -> PayloadTooLarge:
@@ -149,22 +166,22 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
-def _is_uint(value: str) -> bool:
-    # str.isdigit() alone accepts "²" and other Unicode digits that int() then rejects.
-    return value.isascii() and value.isdigit()
+def _is_uint(value: bytes) -> bool:
+    # bytes.isdigit() is ASCII only (str.isdigit() accepts "²", which int() then rejects).
+    return value.isdigit()
 
 
-def _header_length(headers: Mapping[str, str]) -> int | None:
+def _header_length(headers: Headers) -> int | None:
     value = headers.get(HEADER_LENGTH_KEY)
     if value is None:
         return None
     if not _is_uint(value):
-        raise BadRequest(f"invalid {HEADER_LENGTH}: {value!r}")
+        raise BadRequest(f"invalid {HEADER_LENGTH}: {value.decode('latin-1')!r}")
     return int(value)
 
 
 async def handle_infer(
-    plane: DataPlane, headers: Mapping[str, str], receive: Receive, name: str, version: str | None
+    plane: DataPlane, headers: Headers, receive: Receive, name: str, version: str | None
 ) -> Reply:
     """POST .../infer for both the FastAPI route and the fast path: one implementation."""
     header_length = _header_length(headers)
@@ -177,7 +194,9 @@ async def handle_infer(
     reply = await plane.infer(name, version, body, header_length)  # raises unless 2xx
     took = time.perf_counter() - start
     if mirror is not None:
-        mirror(name, version, body, headers.get("content-type"), header_length, reply, took)
+        content_type = headers.get(b"content-type")
+        text = None if content_type is None else content_type.decode("latin-1")
+        mirror(name, version, body, text, header_length, reply, took)
     return replace(reply, server_seconds=took) if timed else reply
 
 
@@ -185,7 +204,8 @@ async def handle_infer(
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
-    return _response(await handle_infer(_plane(request), request.headers, request.receive, name, version))
+    headers = dict(request.scope["headers"])
+    return _response(await handle_infer(_plane(request), headers, request.receive, name, version))
 
 
 @router.post("/v2/models/{name}/infer", tags=["inference"], openapi_extra=_INFER_BODY)
@@ -202,7 +222,9 @@ async def infer_version(request: Request, name: str, version: str) -> Response:
 async def score(request: Request) -> Response:
     plane = _plane(request)
     return _response(
-        await plane.score(await read_body(request.receive, request.headers, plane, json_only=True))
+        await plane.score(
+            await read_body(request.receive, dict(request.scope["headers"]), plane, json_only=True)
+        )
     )
 
 
@@ -252,13 +274,31 @@ async def version(request: Request) -> Response:
 # -- fast path -------------------------------------------------------------------------------
 
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+_INFER_TARGETS: dict[str, tuple[str, str | None]] = {}
+_INFER_TARGETS_MAX = 1024  # paths come from clients: remember a bounded number
+
+
+def infer_target(path: str) -> tuple[str, str | None] | None:
+    """(model name, version or None) if `path` is an infer path; a path seen before is looked up,
+    not matched again (the regex costs more than the rest of the routing)."""
+    target = _INFER_TARGETS.get(path)
+    if target is None:
+        match = INFER_PATH.fullmatch(path)
+        if match is None:
+            return None
+        target = (match[1], match[2])
+        if len(_INFER_TARGETS) < _INFER_TARGETS_MAX:
+            _INFER_TARGETS[path] = target
+    return target
+
+
 _OCTET = b"application/octet-stream"
 _JSON = JSON.encode()
 SERVER_TIMING_KEY = SERVER_TIMING.lower().encode()
 
 
 async def fast_infer(
-    plane: DataPlane, scope: Scope, receive: Receive, send: Send, match: re.Match[str]
+    plane: DataPlane, scope: Scope, receive: Receive, send: Send, name: str, version: str | None
 ) -> None:
     """Serve POST .../infer straight from ASGI, without FastAPI's per-request machinery.
 
@@ -266,9 +306,8 @@ async def fast_infer(
     solving, Request/Response objects) costs about as much as running a small model. The route
     declarations stay (OpenAPI, docs) and call the same `handle_infer`.
     """
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
     try:
-        reply = await handle_infer(plane, headers, receive, match[1], match[2])
+        reply = await handle_infer(plane, dict(scope["headers"]), receive, name, version)
     except ScoringError as exc:
         reply = Reply(exc.status_code, orjson.dumps({"error": exc.message}))
     except ClientDisconnect:
@@ -279,9 +318,9 @@ async def fast_infer(
         response_headers = [
             (b"content-type", _OCTET),
             (b"content-length", str(len(reply.body)).encode()),
-            (HEADER_LENGTH_KEY.encode(), str(reply.header_length).encode()),
+            (HEADER_LENGTH_KEY, str(reply.header_length).encode()),
         ]
-    if (timing := reply.server_timing()) is not None:
+    if reply.server_seconds is not None and (timing := reply.server_timing()):  # a mirrored request's
         response_headers.append((SERVER_TIMING_KEY, timing.encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
     await send({"type": "http.response.body", "body": reply.body})

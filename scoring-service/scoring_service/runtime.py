@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -32,6 +32,14 @@ class TensorSpec:
     name: str
     datatype: str
     shape: tuple[int, ...]
+    fixed: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+    """(position, size) of each static dimension: what `accepts_shape` compares."""
+    where: str = field(init=False, repr=False, compare=False)
+    """How error messages name this input (computed once, not per request)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fixed", tuple((i, d) for i, d in enumerate(self.shape) if d != -1))
+        object.__setattr__(self, "where", f"input {self.name!r}")
 
     @property
     def dtype(self) -> np.dtype[Any] | None:
@@ -40,7 +48,11 @@ class TensorSpec:
     def accepts_shape(self, shape: list[int] | tuple[int, ...]) -> bool:
         if len(shape) != len(self.shape):
             return False
-        return all(want in (-1, got) for want, got in zip(self.shape, shape, strict=True))
+        # A loop, not all(<generator>) (~0.7 us more): this runs for every input of every request.
+        for i, want in self.fixed:  # noqa: SIM110
+            if shape[i] != want:
+                return False
+        return True
 
     def metadata(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
@@ -104,6 +116,11 @@ class OnnxModel:
             self.outputs.append(spec)
         if not self.outputs:
             raise ValueError("the model has no tensor outputs")
+        # InferenceSession.run wraps the binding's run in Python checks that cost ~1.5 us a call and
+        # earn nothing here: input names are checked before every run, only the CPU provider is used
+        # (no fallback to try), no graph capture. The wrapper stays the way in if that ever moves.
+        binding = getattr(self.session, "_sess", None)
+        self._run = binding.run if binding is not None else self.session.run
         self.input_by_name = {s.name: s for s in self.inputs}
         self.output_by_name = {s.name: s for s in self.outputs}
         self.output_names = [s.name for s in self.outputs]
@@ -112,10 +129,10 @@ class OnnxModel:
         self, feeds: dict[str, npt.NDArray[Any]], output_names: list[str] | None = None
     ) -> list[npt.NDArray[Any]]:
         try:
-            result = self.session.run(output_names or self.output_names, feeds)
+            result: list[npt.NDArray[Any]] = self._run(output_names or self.output_names, feeds, None)
         except Exception as exc:  # ORT raises its own pybind types (InvalidArgument, Fail, ...)
             raise InferenceFailed(f"inference failed: {_first_line(exc)}") from None
-        return list(result)
+        return result
 
     def example_feeds(self) -> dict[str, npt.NDArray[Any]]:
         """Zero-filled inputs with every dynamic dimension set to 1 (warm-up and smoke)."""

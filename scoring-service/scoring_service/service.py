@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -79,7 +79,9 @@ SHADOW_HEADER = "X-Modelapp-Shadow"  # on a mirrored request: answer with Server
 SERVER_TIMING = "Server-Timing"  # the scorer's own time for the request (body received → response built)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, for nothing on the hot
+# path (a Reply is never changed once built: `dataclasses.replace` makes another).
+@dataclass(slots=True)
 class Reply:
     """What the routes turn into an HTTP response."""
 
@@ -210,7 +212,7 @@ class DataPlane:
         served: ServedModel | None = None
         try:
             served = find()
-            model = served.require()
+            model = served.model or served.require()  # require() raises: the model is not loaded
             request: P | None = None
             if size <= self._inline_max_bytes:  # small bodies parse faster than a thread hand-off
                 try:  # noqa: SIM105 (contextlib.suppress costs ~0.4 us on the hot path)
@@ -222,8 +224,10 @@ class DataPlane:
                     self._prepare_and_run, served, model, partial(parse, served, model)
                 )
                 request, results = done
+            elif served.batcher is None and request.count <= self._inline_max:
+                results = self._run_here(served, model, request.feeds, request.outputs)
             else:
-                results = await self._run(served, model, request.feeds, request.count, request.outputs)
+                results = await self._run(served, model, request.feeds, request.outputs)
             response = respond(served, request, results)
         except ScoringError as exc:
             self._observe(served, endpoint, exc.status_code, start)
@@ -233,8 +237,11 @@ class DataPlane:
         self._observe(served, endpoint, 200, start)
         return response
 
-    async def infer(self, name: str, version: str | None, body: bytes, header_length: int | None) -> Reply:
-        return await self.execute(
+    def infer(
+        self, name: str, version: str | None, body: bytes, header_length: int | None
+    ) -> Coroutine[Any, Any, Reply]:
+        """REST infer, to be awaited (`execute`'s coroutine itself: one frame less per request)."""
+        return self.execute(
             "infer",
             partial(self.repo.get, name, version),
             len(body),
@@ -246,7 +253,8 @@ class DataPlane:
         self, body: bytes, header_length: int | None, served: ServedModel, model: OnnxModel, inline: bool
     ) -> InferRequest:
         """The checked request. On the event loop (`inline`), large images raise `_OffTheLoop`."""
-        return parse_infer(model, body, header_length, self.image_inputs(served, inline), self.limits)
+        images = NO_IMAGES if served.image_input is None else self.image_inputs(served, inline)
+        return parse_infer(model, body, header_length, images, self.limits)
 
     def _prepare_and_run(
         self, served: ServedModel, model: OnnxModel, prepare: Callable[[bool], P]
@@ -255,10 +263,7 @@ class DataPlane:
         request = prepare(False)
         if served.batcher is not None:  # it records the inference time, once per batch
             return request, served.batcher.run(request.feeds, request.outputs)
-        start = time.perf_counter()
-        results = model.run(request.feeds, request.outputs)
-        self._observe_inference(served, time.perf_counter() - start)
-        return request, results
+        return request, self._run_here(served, model, request.feeds, request.outputs)
 
     def image_inputs(self, served: ServedModel, inline: bool) -> Mapping[str, ImageDecoder]:
         if served.image_input is None:
@@ -283,27 +288,24 @@ class DataPlane:
         target = served.model.input_by_name[served.image_input]
         return images_to_tensor(images, served.preprocess, target, where)
 
-    async def _run(
-        self,
-        served: ServedModel,
-        model: OnnxModel,
-        feeds: dict[str, npt.NDArray[Any]],
-        count: int,
-        outputs: list[str],
+    def _run_here(
+        self, served: ServedModel, model: OnnxModel, feeds: dict[str, npt.NDArray[Any]], outputs: list[str]
     ) -> Results:
+        """Run in this thread (the event loop for small inputs, else a worker) and record the time."""
+        start = time.perf_counter()
+        results = model.run(feeds, outputs)
+        self._observe_inference(served, time.perf_counter() - start)
+        return results
+
+    async def _run(
+        self, served: ServedModel, model: OnnxModel, feeds: dict[str, npt.NDArray[Any]], outputs: list[str]
+    ) -> Results:
+        """A parsed request too large to run on the event loop, or one for the model's batcher."""
         if served.batcher is not None:  # it records the inference time, once per batch
             return await served.batcher.run_async(feeds, outputs)
         start = time.perf_counter()
-        if count <= self._inline_max:
-            results = model.run(feeds, outputs)
-        else:
-            results = await self.offload(model.run, feeds, outputs)
-        elapsed = time.perf_counter() - start
-        key = (served.name, served.version)  # _observe_inference, inlined: this is the hot path
-        child = self._inference_children.get(key)
-        if child is None:
-            child = self._inference_children[key] = self.metrics.inference_latency.labels(*key)
-        child.observe(elapsed)
+        results = await self.offload(model.run, feeds, outputs)
+        self._observe_inference(served, time.perf_counter() - start)
         return results
 
     def _observe_inference(self, served: ServedModel, elapsed: float) -> None:
@@ -324,7 +326,7 @@ class DataPlane:
             tensor: dict[str, Any] = {
                 "name": out_name,
                 "datatype": model.output_by_name[out_name].datatype,
-                "shape": list(arr.shape),
+                "shape": arr.shape,  # orjson writes a tuple as a JSON array
             }
             if out_name in request.binary_outputs:
                 chunk = binary_data(arr)
@@ -340,7 +342,7 @@ class DataPlane:
         }
         if request.request_id is not None:
             response["id"] = request.request_id
-        header = dumps(response)
+        header = orjson.dumps(response, option=JSON_OPTS)
         if not chunks:
             return Reply(200, header)
         return Reply(200, b"".join([header, *chunks]), header_length=len(header))
