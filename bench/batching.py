@@ -45,7 +45,7 @@ def _load(name: str, path: Path) -> Any:
 
 
 _shadow = _load("shadow_bench", REPO / "bench" / "shadow.py")  # its keep-alive client connection
-_run = _shadow._run  # bench/scorer/run.py: Running (taskset, readiness, log), free_port
+_run = _shadow._run  # bench/scorer/run.py: Running (taskset, readiness, log), free_port, cpu_seconds
 # The tests' MLP builder (onnx.helper, random numpy weights).
 _models = _load("scoring_models", REPO / "tests" / "unit" / "scoring" / "scoring_models.py")
 
@@ -117,11 +117,6 @@ def scrape(metrics_port: int) -> str:
         return str(r.read().decode())
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 async def drive(
     port: int, body: bytes, connections: int, warmup: float, duration: float
 ) -> tuple[list[float], int]:
@@ -148,9 +143,9 @@ def measure(name: str, env: dict[str, str], bundle: Path, args: argparse.Namespa
     try:
         body = request(port, args.dims[0])
         asyncio.run(drive(port, body, args.connections, args.warmup, 0))  # warm-up, not recorded
-        before, cpu_before = scrape(metrics_port), cpu_seconds(server.proc.pid)
+        before, cpu_before = scrape(metrics_port), _run.cpu_seconds(server.proc.pid)
         latencies, errors = asyncio.run(drive(port, body, args.connections, 0, args.duration))
-        after, cpu_after = scrape(metrics_port), cpu_seconds(server.proc.pid)
+        after, cpu_after = scrape(metrics_port), _run.cpu_seconds(server.proc.pid)
     finally:
         server.stop()
     return summarise(name, latencies, errors, args.duration, before, after, cpu_after - cpu_before)
