@@ -30,6 +30,14 @@ def test_seed_api_over_http(server: Server, example_bundles: dict[str, Path]) ->
     assert (version["model_name"], version["model_version"]) == ("diabetes", "1.0.0")
 
 
+def test_answers_do_not_name_the_server_software(server: Server) -> None:
+    infer = httpx.post(server.url + "/v2/models/diabetes/infer", json={"inputs": []})
+    ready = httpx.get(server.url + "/v2/health/ready")
+    for response in (infer, ready):
+        assert "server" not in response.headers, response.headers
+        assert "date" in response.headers  # HTTP/1.1 origin servers with a clock send one
+
+
 def test_metrics_and_structured_logs(server: Server) -> None:
     httpx.post(server.url + "/v2/models/diabetes/infer", json={"inputs": []})
     text = httpx.get(server.metrics_url + "/metrics").text
