@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def _scorer_bench() -> Any:
 
 
 _run = _scorer_bench()
-Arm, free_port = _run.Result, _run.free_port
+Arm, free_port, cpu_seconds = _run.Result, _run.free_port, _run.cpu_seconds
 
 
 def log(msg: str) -> None:
@@ -117,9 +118,12 @@ async def connection(port: int, request: bytes, until: float, record_from: float
     return errors
 
 
-async def drive(port: int, connections: int, warmup: float, duration: float) -> tuple[list[float], int]:
+async def drive(
+    port: int, connections: int, warmup: float, duration: float, on_window: Callable[[], None]
+) -> tuple[list[float], int]:
     request = request_bytes(port)
     now = time.perf_counter()
+    asyncio.get_running_loop().call_later(warmup, on_window)  # the measured window begins
     latencies: list[float] = []
     errors = await asyncio.gather(
         *(
@@ -130,8 +134,17 @@ async def drive(port: int, connections: int, warmup: float, duration: float) -> 
     return latencies, sum(errors)
 
 
-def measure(name: str, port: int, args: argparse.Namespace) -> Any:
-    latencies, errors = asyncio.run(drive(port, args.connections, args.warmup, args.duration))
+def measure(name: str, port: int, pid: int, args: argparse.Namespace) -> Any:
+    """One arm; besides the client's figures, the serving scorer's CPU time per request and its share
+    of its core over the measured window (the candidate shares core 1 with this client: a slower
+    client shows in req/s but not in the server's CPU per request)."""
+    cpu_at_start: list[float] = []
+    latencies, errors = asyncio.run(
+        drive(
+            port, args.connections, args.warmup, args.duration, lambda: cpu_at_start.append(cpu_seconds(pid))
+        )
+    )
+    cpu = cpu_seconds(pid) - cpu_at_start[0]
     latencies.sort()
     arm = Arm(
         name,
@@ -139,9 +152,11 @@ def measure(name: str, port: int, args: argparse.Namespace) -> Any:
         p50_ms=latencies[len(latencies) // 2] * 1000,
         p99_ms=latencies[int(len(latencies) * 0.99)] * 1000,
         errors=errors,
+        cpu_us=cpu / max(len(latencies), 1) * 1e6,
     )
     log(
-        f"{name:4} {arm.rps:8.0f} req/s   p50 {arm.p50_ms:6.3f} ms   p99 {arm.p99_ms:6.3f} ms   errors {errors}"
+        f"{name:4} {arm.rps:8.0f} req/s   p50 {arm.p50_ms:6.3f} ms   p99 {arm.p99_ms:6.3f} ms   "
+        f"serving CPU {arm.cpu_us:5.0f} us/request, {cpu / args.duration:4.0%} of its core   errors {errors}"
     )
     return arm
 
@@ -191,7 +206,7 @@ def main() -> None:
             for name, content in (("off", b"{}"), ("on", orjson.dumps(config))):
                 shadow_file.write_bytes(content)
                 time.sleep(RELOAD * 3)
-                arms[name].append(measure(name, port, args))
+                arms[name].append(measure(name, port, serving.pid, args))
         log(f"serving's shadow counters: {shadow_counters(metrics_port)}")
     finally:
         for process in (serving, candidate):
@@ -202,18 +217,18 @@ def main() -> None:
 
 def report(arms: dict[str, list[Any]], sample: float) -> None:
     off, on = (
-        {k: statistics.median(getattr(a, k) for a in arms[n]) for k in ("rps", "p50_ms", "p99_ms")}
+        {k: statistics.median(getattr(a, k) for a in arms[n]) for k in ("rps", "p50_ms", "p99_ms", "cpu_us")}
         for n in ("off", "on")
     )
     log(f"median over {len(arms['off'])} rounds:")
+    for label, arm in (("off", off), (f"on ({sample:g} sampled)", on)):
+        log(
+            f"  {label:15}{arm['rps']:8.0f} req/s   p50 {arm['p50_ms']:6.3f} ms   p99 {arm['p99_ms']:6.3f} ms"
+            f"   serving CPU {arm['cpu_us']:5.0f} us/request"
+        )
     log(
-        f"  off            {off['rps']:8.0f} req/s   p50 {off['p50_ms']:6.3f} ms   p99 {off['p99_ms']:6.3f} ms"
-    )
-    log(
-        f"  on ({sample:g} sampled) {on['rps']:8.0f} req/s   p50 {on['p50_ms']:6.3f} ms   p99 {on['p99_ms']:6.3f} ms"
-    )
-    log(
-        f"  on/off         {on['rps'] / off['rps']:8.2f}         p50 {on['p50_ms'] / off['p50_ms']:6.2f}      p99 {on['p99_ms'] / off['p99_ms']:6.2f}"
+        f"  on/off         {on['rps'] / off['rps']:8.2f}         p50 {on['p50_ms'] / off['p50_ms']:6.2f}      "
+        f"p99 {on['p99_ms'] / off['p99_ms']:6.2f}      CPU/request {on['cpu_us'] / off['cpu_us']:5.2f}"
     )
     (WORK / "results.json").write_bytes(
         orjson.dumps({"off": off, "on": on, "sample": sample}, option=orjson.OPT_INDENT_2)
