@@ -214,5 +214,5 @@ def app_from_env() -> FastAPI:
     from scoring_service.logs import configure_logging
 
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.access_log)
     return create_app(settings, serve_grpc=True)

@@ -42,7 +42,7 @@ def serve(args: argparse.Namespace) -> int:
 
     names = ("model_dir", "host", "port", "workers", "grpc_port", "metrics_port")
     settings = Settings(**_overrides(args, *names))  # type: ignore[arg-type]
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, settings.access_log)
     return run(settings)
 
 

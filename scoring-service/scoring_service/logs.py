@@ -29,7 +29,10 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+def configure_logging(level: str = "info", fmt: str = "json", access_log: bool = False) -> None:
+    """Our one handler on the root logger; uvicorn's loggers propagate to it, its access log only if
+    `access_log` (uvicorn turns that logger off the same way when its config says so, but a worker calls
+    this after uvicorn has configured its logging: turning it back on here would override the setting)."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -38,7 +41,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name, propagate in (("uvicorn", True), ("uvicorn.error", True), ("uvicorn.access", access_log)):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
-        logger.propagate = True
+        logger.propagate = propagate

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -66,19 +67,33 @@ class HistogramChild:
 
 
 C = TypeVar("C", CounterChild, HistogramChild)
+F = TypeVar("F", CounterMetricFamily, HistogramMetricFamily)
 
 
-class _LeanFamily(Collector, Generic[C]):
+class _LeanFamily(Collector, Generic[C, F]):
     """A metric's children by label values, registered in `registry`; see `LeanCounter`."""
 
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry):
+    def __init__(
+        self,
+        spec: tuple[str, str, Sequence[str]],
+        registry: CollectorRegistry,
+        child: Callable[[], C],
+        family: Callable[..., F],
+    ):
+        name, documentation, labelnames = spec
         self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
         self._children: dict[tuple[str, ...], C] = {}
         self._lock = threading.Lock()
+        self._child: Callable[[], C] = child
+        self._family_type: Callable[..., F] = family
         registry.register(self)
 
-    def _child(self) -> C:
-        raise NotImplementedError
+    def _family(self) -> F:
+        family: F = self._family_type(self.name, self.documentation, labels=self.labelnames)
+        return family
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
 
     def labels(self, *values: str) -> C:
         with self._lock:
@@ -92,7 +107,7 @@ class _LeanFamily(Collector, Generic[C]):
             return list(self._children.items())
 
 
-class LeanCounter(_LeanFamily[CounterChild]):
+class LeanCounter(_LeanFamily[CounterChild, CounterMetricFamily]):
     """A labelled counter for the per-request metrics, exposed exactly as prometheus_client's Counter.
 
     prometheus_client's children check their labels and wrap a locked float in three Python calls per
@@ -100,21 +115,18 @@ class LeanCounter(_LeanFamily[CounterChild]):
     a lock and a float. Label sets are resolved by the caller once (`labels`) and kept.
     """
 
-    def _child(self) -> CounterChild:
-        return CounterChild()
-
-    def describe(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry):
+        super().__init__((name, documentation, labelnames), registry, CounterChild, CounterMetricFamily)
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        family = self._family()
         created = _created()
         for values, child in self._items():
             family.add_metric(values, child.value, created=child.created if created else None)
         yield family
 
 
-class LeanHistogram(_LeanFamily[HistogramChild]):
+class LeanHistogram(_LeanFamily[HistogramChild, HistogramMetricFamily]):
     """A labelled histogram for the per-request metrics, exposed exactly as prometheus_client's Histogram.
 
     An observation takes one lock and a bisect, where prometheus_client's takes two locks and a scan
@@ -131,16 +143,11 @@ class LeanHistogram(_LeanFamily[HistogramChild]):
     ):
         self._bounds = [float(b) for b in buckets] + [float("inf")]
         self._les = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
-        super().__init__(name, documentation, labelnames, registry)
-
-    def _child(self) -> HistogramChild:
-        return HistogramChild(self._bounds)
-
-    def describe(self) -> Iterator[Metric]:
-        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        spec = (name, documentation, labelnames)
+        super().__init__(spec, registry, partial(HistogramChild, self._bounds), HistogramMetricFamily)
 
     def collect(self) -> Iterator[Metric]:
-        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        family = self._family()
         created = _created()
         for values, child in self._items():
             with child._lock:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +20,28 @@ REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free loopback port: any (the kernel's pick), or one of SCORING_TEST_PORTS ("18600-18699") if set,
+    for hosts where test servers must keep to a range. A port is handed out once per session."""
+    span = os.environ.get("SCORING_TEST_PORTS", "")
+    low, _, high = span.partition("-")
+    candidates = range(int(low), int(high or low) + 1) if span else [0] * 100
+    for candidate in candidates:
+        if candidate in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise AssertionError(f"no free port in {span or 'the ephemeral range'}")
 
 
 def train_examples(out: Path, *names: str) -> dict[str, Path]:
@@ -59,8 +77,29 @@ class Server:
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    wrapped: bool = False
+    """`process` is a wrapper (strace) whose child is the scorer."""
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    @property
+    def pid(self) -> int:
+        """The scorer's own process (not the wrapper's); what signals go to."""
+        if not self.wrapped:
+            return self.process.pid
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return int(children[0]) if children else self.process.pid
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal the scorer and wait for it (and its wrapper); the exit code, after a SIGKILL if need be."""
+        if self.process.poll() is None:
+            os.kill(self.pid, sig)
+            try:
+                return self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+        return self.process.wait(timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -83,33 +122,36 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
     servers: list[Server] = []
 
     def start(
-        model_dir: Path, *extra: str, wait_ready: bool = True, env: dict[str, str] | None = None
+        model_dir: Path,
+        *extra: str,
+        wait_ready: bool = True,
+        env: dict[str, str | None] | None = None,
+        wrap: Sequence[str] = (),
     ) -> Server:
+        """`serve` on free ports; `env` is added to (a key whose value is None: removed from) the test's
+        environment; `wrap` runs it under a command (strace ...)."""
         port, metrics_port, grpc_port = free_port(), free_port(), free_port()
         log_path = tmp_path_factory.mktemp("server") / "server.log"
+        variables: dict[str, str | None] = {**os.environ, "SCORING_LOG_FORMAT": "json", "SCORING_METRICS_PORT": str(metrics_port),
+                     "SCORING_GRPC_PORT": str(grpc_port), **(env or {})}  # fmt: skip
         process = subprocess.Popen(
-            [sys.executable, "-m", "scoring_service", "serve", "--model-dir", str(model_dir),
+            [*wrap, sys.executable, "-m", "scoring_service", "serve", "--model-dir", str(model_dir),
              "--host", "127.0.0.1", "--port", str(port), *extra],
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
-            env={**os.environ, "SCORING_LOG_FORMAT": "json", "SCORING_METRICS_PORT": str(metrics_port),
-                 "SCORING_GRPC_PORT": str(grpc_port), **(env or {})},
+            env={name: value for name, value in variables.items() if value is not None},
         )  # fmt: skip
         server = Server(
-            f"http://127.0.0.1:{port}", port, process, log_path, f"http://127.0.0.1:{metrics_port}", grpc_port
-        )
+            f"http://127.0.0.1:{port}", port, process, log_path, f"http://127.0.0.1:{metrics_port}", grpc_port,
+            wrapped=bool(wrap),
+        )  # fmt: skip
         servers.append(server)
         wait_until_up(server, need_ready=wait_ready)
         return server
 
     yield start
     for server in servers:
-        if server.process.poll() is None:
-            server.process.terminate()
-            try:
-                server.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
+        server.stop(timeout=15)
 
 
 def wait_until_up(server: Server, need_ready: bool, timeout: float = 60.0) -> None:

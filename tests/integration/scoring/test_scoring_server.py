@@ -80,6 +80,26 @@ def test_workers_and_graceful_shutdown(
     assert server.process.wait(timeout=30) == 0
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("access_log", [False, True], ids=["access-log-off", "access-log-on"])
+def test_access_log_follows_the_setting(
+    start_server: Callable[..., Server], example_bundles: dict[str, Path], workers: str, access_log: bool
+) -> None:
+    """Workers configure logging for themselves; they must keep uvicorn's access log off unless asked."""
+    env = {"SCORING_ACCESS_LOG": str(access_log).lower()}
+    server = start_server(example_bundles["diabetes"], "--workers", workers, env=env)
+    for _ in range(4):
+        assert httpx.post(server.url + "/v2/models/diabetes/infer", json={"inputs": []}).status_code == 400
+    server.stop()
+    entries = [orjson.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    access = [e["message"] for e in entries if e["logger"] == "uvicorn.access"]
+    if access_log:
+        assert sum("POST /v2/models/diabetes/infer" in message for message in access) == 4, server.log()
+    else:
+        assert access == [], server.log()
+    assert any(e["message"] == "model loaded" for e in entries)  # the log itself is there
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "scoring_service", *args],
