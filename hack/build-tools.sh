@@ -50,7 +50,7 @@ kube_ldflags() {
 
 # The real node's runtime and the image tooling come from Debian's packages (installed when missing;
 # the test bed's own binaries below are built from source).
-DEBS=(containerd runc containernetworking-plugins iptables conntrack iproute2 debootstrap docker-registry socat gcc libc6-dev)
+DEBS=(containerd runc containernetworking-plugins iptables conntrack iproute2 debootstrap docker-registry socat gcc libc6-dev strace)
 ensure_debs() {
   local missing=()
   for p in "${DEBS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done

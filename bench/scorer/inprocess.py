@@ -29,6 +29,7 @@ from uvicorn.lifespan.on import LifespanOn
 from uvicorn.server import ServerState
 
 REPO = Path(__file__).resolve().parents[2]
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before bare_asgi loads onnxruntime, as the scorer does
 BUNDLE = REPO / "bench" / ".work" / "models" / "diabetes"
 BODY = (
     b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 10], "data": [0.038, 0.05, 0.061, '
