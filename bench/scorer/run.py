@@ -358,7 +358,7 @@ def start_servers(
     port = free_port()
     ours = Running(
         [str(VENV_BIN / "scoring-service"), "serve", "--model-dir", str(bundle), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--grpc-port", "0"],
+         "--port", str(port), "--workers", "1", "--grpc-port", "0", "--metrics-port", "0"],
         {"SCORING_LOG_LEVEL": "warning"}, f"http://127.0.0.1:{port}/v2/health/ready", core, "scorer",
     )  # fmt: skip
     servers.append(("scoring-service", ours, infer_url(port)))
