@@ -2,18 +2,21 @@
 
     .venv/bin/python bench/scorer/run.py [--duration 8] [--connections 8] [--skip-mlserver] [--skip-kserve]
 
-Each server runs alone, pinned to one core (taskset); wrk runs pinned to another core and sends
-the same 1-row OIP JSON request over 8 connections. A second part compares JSON and binary
-tensor encodings for a 1x3x224x224 FP32 input on our scorer. Work files go to bench/.work/.
+Each server is measured alone (the others are stopped with SIGSTOP meanwhile), pinned to one core
+(taskset); wrk runs pinned to another core and sends the same 1-row OIP JSON request over 8
+connections. A second part compares JSON and binary tensor encodings for a 1x3x224x224 FP32
+input on our scorer. Work files go to bench/.work/.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -283,6 +286,7 @@ class Running:
             stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,
             cwd=WORK,
+            start_new_session=True,  # its own process group: `pause` and `resume` reach its workers too
         )
         try:
             wait_ready(ready_url, self.proc)
@@ -291,7 +295,21 @@ class Running:
             print(self.log_path.read_text(errors="replace")[-3000:])
             raise
 
+    def pause(self) -> None:
+        """Stop the server's processes (SIGSTOP) while another is measured: an idle server's timers
+        and threads would still take turns on the shared core and its caches."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
     def stop(self) -> None:
+        self.resume()  # a stopped process would not act on SIGTERM
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -390,13 +408,15 @@ def start_servers(
 def measure(
     servers: list[tuple[str, Running, str]], wrk: str, body: Path, args: argparse.Namespace
 ) -> dict[str, list[Result]]:
-    """`args.rounds` wrk runs of each server, in alternating rounds."""
+    """`args.rounds` wrk runs of each server, in alternating rounds; only the measured server runs."""
     json_headers = {"Content-Type": "application/json"}
     runs: dict[str, list[Result]] = {name: [] for name, _, _ in servers}
     for _name, _, url in servers:
         post(url, body.read_bytes(), json_headers)  # one correct answer before any load
     for round_no in range(1, args.rounds + 1):
         for name, server, url in servers:
+            for _, other, _ in servers:
+                (other.resume if other is server else other.pause)()
             raw = run_wrk(wrk, url, body, json_headers, args.connections, args.duration, args.client_core,
                           server.proc.pid)  # fmt: skip
             result = to_result(name, raw)
