@@ -75,12 +75,13 @@ class _LeanFamily(Collector, Generic[C, F]):
 
     def __init__(
         self,
-        spec: tuple[str, str, Sequence[str]],
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
         registry: CollectorRegistry,
         child: Callable[[], C],
         family: Callable[..., F],
     ):
-        name, documentation, labelnames = spec
         self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
         self._children: dict[tuple[str, ...], C] = {}
         self._lock = threading.Lock()
@@ -116,7 +117,7 @@ class LeanCounter(_LeanFamily[CounterChild, CounterMetricFamily]):
     """
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry):
-        super().__init__((name, documentation, labelnames), registry, CounterChild, CounterMetricFamily)
+        super().__init__(name, documentation, labelnames, registry, CounterChild, CounterMetricFamily)
 
     def collect(self) -> Iterator[Metric]:
         family = self._family()
@@ -143,8 +144,8 @@ class LeanHistogram(_LeanFamily[HistogramChild, HistogramMetricFamily]):
     ):
         self._bounds = [float(b) for b in buckets] + [float("inf")]
         self._les = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
-        spec = (name, documentation, labelnames)
-        super().__init__(spec, registry, partial(HistogramChild, self._bounds), HistogramMetricFamily)
+        child = partial(HistogramChild, self._bounds)
+        super().__init__(name, documentation, labelnames, registry, child, HistogramMetricFamily)
 
     def collect(self) -> Iterator[Metric]:
         family = self._family()
